@@ -1,0 +1,83 @@
+//! Typed views of header values, parsed on demand from [`Headers`](crate::Headers).
+//! Each accessor returns `Ok(None)` when the header is absent and `Err` when it is malformed,
+//! so callers can answer 400 with the header's name.
+
+mod cseq;
+mod name_addr;
+mod via;
+
+pub use cseq::CSeq;
+pub use name_addr::NameAddr;
+pub use via::{BRANCH_MAGIC_COOKIE, Transport, Via};
+
+use crate::header_name::HeaderName;
+use crate::headers::Headers;
+use crate::split::split_commas;
+
+/// A header value that does not match its grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {name} header")]
+pub struct HeaderError {
+    /// Which header was malformed (its canonical name, used in the 400 reason phrase).
+    pub name: HeaderName,
+}
+
+impl HeaderError {
+    pub(crate) fn new(name: HeaderName) -> HeaderError {
+        HeaderError { name }
+    }
+}
+
+impl Headers {
+    /// Every Via value, topmost first, across all Via lines.
+    pub fn vias(&self) -> Result<Vec<Via>, HeaderError> {
+        let mut out = Vec::new();
+        for line in self.get_all(&HeaderName::Via) {
+            for v in split_commas(line) {
+                out.push(Via::parse(v).ok_or(HeaderError::new(HeaderName::Via))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The topmost Via.
+    pub fn top_via(&self) -> Result<Option<Via>, HeaderError> {
+        let Some(line) = self.get(&HeaderName::Via) else { return Ok(None) };
+        let first = split_commas(line).into_iter().next().ok_or(HeaderError::new(HeaderName::Via))?;
+        Via::parse(first).map(Some).ok_or(HeaderError::new(HeaderName::Via))
+    }
+
+    pub fn cseq(&self) -> Result<Option<CSeq>, HeaderError> {
+        self.single(HeaderName::CSeq, CSeq::parse)
+    }
+
+    pub fn from_header(&self) -> Result<Option<NameAddr>, HeaderError> {
+        self.single(HeaderName::From, NameAddr::parse)
+    }
+
+    pub fn to_header(&self) -> Result<Option<NameAddr>, HeaderError> {
+        self.single(HeaderName::To, NameAddr::parse)
+    }
+
+    /// The Call-ID, trimmed; `None` when absent.
+    pub fn call_id(&self) -> Option<&str> {
+        self.get(&HeaderName::CallId)
+    }
+
+    /// Parses a header that must appear at most once as a single value.
+    pub(crate) fn single<T>(
+        &self,
+        name: HeaderName,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, HeaderError> {
+        let (first, more) = {
+            let mut values = self.get_all(&name);
+            (values.next(), values.next().is_some())
+        };
+        let Some(first) = first else { return Ok(None) };
+        if more {
+            return Err(HeaderError::new(name));
+        }
+        parse(first).map(Some).ok_or(HeaderError::new(name))
+    }
+}
