@@ -2,6 +2,7 @@
 //! Each accessor returns `Ok(None)` when the header is absent and `Err` when it is malformed,
 //! so callers can answer 400 with the header's name.
 
+mod auth;
 mod cseq;
 mod name_addr;
 mod via;
