@@ -1,0 +1,40 @@
+# calanque's single entry points. CI (.ci/run) calls `make test`, the command the README names.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Where the shared corpora live (RFC 4475, PROTOS c07-sip, PJSIP seeds); read at run time.
+export CALANQUE_TESTDATA ?= $(abspath ../shared/testdata)
+
+.PHONY: help deps test test-unit lint lint-ci fmt deny sans-io bench fuzz
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+deps: ## Install what the tests need (apt/pip), only when missing
+	@scripts/ensure-deps.sh
+
+test: deps sans-io lint-ci test-unit ## Everything CI runs: lints, sans-IO check, all tests
+
+test-unit: ## Unit and corpus tests of every crate (no network, no servers)
+	$(CARGO) test --workspace --locked
+
+sans-io: ## Fail if the protocol cores depend on an async runtime
+	@scripts/check-sans-io.sh
+
+lint-ci: ## Formatting and clippy (what CI enforces)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+lint: lint-ci deny ## lint-ci plus cargo-deny (licenses, advisories offline, bans)
+
+deny: ## cargo-deny (installed from crates.io when missing)
+	@command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny --offline check bans licenses sources
+
+fmt: ## Format the tree
+	$(CARGO) fmt --all
+
+bench: deps ## Micro-benchmarks of the SIP core (see BENCHMARKS.md)
+	@scripts/bench.sh
+
+fuzz: ## Run the parser fuzz targets for FUZZ_SECONDS each (default 60; see docs/fuzzing.md)
+	@scripts/fuzz.sh $${FUZZ_SECONDS:-60}
