@@ -7,6 +7,7 @@ mod cseq;
 mod name_addr;
 mod via;
 
+pub use auth::{AuthParams, AuthScheme, Challenge, Credentials};
 pub use cseq::CSeq;
 pub use name_addr::NameAddr;
 pub use via::{BRANCH_MAGIC_COOKIE, Transport, Via};
