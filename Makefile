@@ -28,7 +28,7 @@ lint: lint-ci deny ## lint-ci plus cargo-deny (licenses, advisories offline, ban
 
 deny: ## cargo-deny (installed from crates.io when missing)
 	@command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
-	$(CARGO) deny --offline check bans licenses sources
+	$(CARGO) deny check bans licenses sources
 
 fmt: ## Format the tree
 	$(CARGO) fmt --all
