@@ -58,7 +58,7 @@ fn client(req: sip_msg::Request, transport: Transport) -> (Fixture, TransactionK
     let key = f
         .layer
         .send_request(f.now, req, addr(UAS), transport)
-        .unwrap();
+        .expect("send_request");
     f.drain();
     (f, key)
 }
@@ -526,7 +526,7 @@ fn non_invite_server_over_tcp_terminates_on_its_final_response() {
 // ----- CANCEL (§9) -----
 
 fn cancel_of(req: &sip_msg::Request) -> sip_msg::Request {
-    sip_core::transaction::build_cancel(req).unwrap()
+    sip_core::transaction::build_cancel(req).expect("CANCEL")
 }
 
 #[test]

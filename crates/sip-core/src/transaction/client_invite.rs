@@ -125,10 +125,11 @@ impl ClientInvite {
                 Step::Continue
             }
             State::Completed => {
-                if status.is_final() && !status.is_success() {
-                    if let Some(ack) = &self.ack {
-                        ctx.send(ack.clone());
-                    }
+                if status.is_final()
+                    && !status.is_success()
+                    && let Some(ack) = &self.ack
+                {
+                    ctx.send(ack.clone());
                 }
                 Step::Continue
             }

@@ -26,7 +26,7 @@ pub enum Input {
     Message {
         transport: Transport,
         source: SocketAddr,
-        message: SipMessage,
+        message: Box<SipMessage>,
     },
     /// Sending to `destination` over `transport` failed (ICMP unreachable, connection refused
     /// or reset). With `key`, only that transaction is affected; without, every transaction

@@ -98,6 +98,8 @@ pub struct TransactionStats {
     pub overload_rejected: u64,
 }
 
+/// The four machines of §17 (the names are the RFC's).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug)]
 enum Machine {
     ClientInvite(ClientInvite),
@@ -209,7 +211,7 @@ impl TransactionLayer {
                 transport,
                 source,
                 message,
-            } => self.on_message(transport, source, message),
+            } => self.on_message(transport, source, *message),
             Input::TransportError {
                 transport,
                 destination,

@@ -116,10 +116,10 @@ impl ServerInvite {
     /// A retransmission of the INVITE: repeat the last response we sent (§17.2.1); absorbed
     /// in Confirmed and Accepted (RFC 6026 §8.6).
     pub(crate) fn on_retransmission(&mut self, ctx: &mut Ctx<'_>) {
-        if matches!(self.state, State::Proceeding | State::Completed) {
-            if let Some(wire) = &self.last_response {
-                ctx.send(wire.clone());
-            }
+        if matches!(self.state, State::Proceeding | State::Completed)
+            && let Some(wire) = &self.last_response
+        {
+            ctx.send(wire.clone());
         }
     }
 

@@ -118,3 +118,60 @@ impl TimerQueue {
         self.heap.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::transaction::key::Role;
+
+    #[allow(clippy::disallowed_methods)] // one reading, then a virtual clock
+    fn base() -> Instant {
+        Instant::now()
+    }
+
+    fn live(d: &Deadlines) -> impl Fn(TransactionKey, TimerSlot, Instant) -> bool + '_ {
+        move |_, s, at| d.get(s) == Some(at)
+    }
+
+    #[test]
+    fn rearming_leaves_stale_entries_that_are_skipped_and_compacted_away() {
+        let t0 = base();
+        let key = TransactionKey::new(0, 0, Role::Client, true);
+        let mut deadlines = Deadlines::default();
+        let mut q = TimerQueue::default();
+        for i in 1..=5000u64 {
+            q.arm(
+                &mut deadlines,
+                key,
+                TimerSlot::Retransmit,
+                t0 + Duration::from_millis(i),
+            );
+        }
+        assert_eq!(
+            q.next_deadline(live(&deadlines)),
+            Some(t0 + Duration::from_millis(5000))
+        );
+        q.compact_if_bloated(1, live(&deadlines));
+        assert_eq!(q.len(), 1, "only the live deadline survives compaction");
+        deadlines.clear(TimerSlot::Retransmit);
+        assert_eq!(q.next_deadline(live(&deadlines)), None);
+    }
+
+    #[test]
+    fn equal_deadlines_pop_in_arming_order() {
+        let t0 = base();
+        let (a, b) = (
+            TransactionKey::new(1, 0, Role::Server, false),
+            TransactionKey::new(0, 0, Role::Server, false),
+        );
+        let (mut da, mut db) = (Deadlines::default(), Deadlines::default());
+        let mut q = TimerQueue::default();
+        q.arm(&mut da, a, TimerSlot::Linger, t0);
+        q.arm(&mut db, b, TimerSlot::Linger, t0);
+        assert_eq!(q.pop_due(t0).map(|e| e.0), Some(a));
+        assert_eq!(q.pop_due(t0).map(|e| e.0), Some(b));
+        assert_eq!(q.pop_due(t0), None);
+    }
+}

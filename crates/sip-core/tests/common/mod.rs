@@ -192,6 +192,13 @@ impl Impairment {
 /// The behaviour above one layer: reacts to events by calling the layer.
 pub trait Tu {
     fn on_event(&mut self, node: usize, now: Instant, layer: &mut TransactionLayer, event: &Event);
+
+    /// When the TU itself wants to act next (e.g. a UAS core retransmitting its 2xx).
+    fn next_wakeup(&self) -> Option<Instant> {
+        None
+    }
+
+    fn on_wakeup(&mut self, _now: Instant, _nodes: &mut [Node]) {}
 }
 
 pub struct Node {
@@ -329,11 +336,16 @@ impl Net {
         loop {
             let wake = self.drain(tu);
             let next_packet = self.in_flight.peek().map(|Reverse(p)| p.at);
+            let tu_wake = tu.next_wakeup();
             let idle = self.nodes.iter().all(|n| n.layer.transaction_count() == 0);
-            if idle && next_packet.is_none() {
+            if idle && next_packet.is_none() && tu_wake.is_none() {
                 return;
             }
-            let next = next_packet.map_or(wake, |p| p.min(wake));
+            let next = [Some(wake), next_packet, tu_wake]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(wake);
             if next > end {
                 self.now = end;
                 return;
@@ -359,6 +371,9 @@ impl Net {
             }
             for n in &mut self.nodes {
                 n.layer.handle_timeout(self.now);
+            }
+            if tu.next_wakeup().is_some_and(|t| t <= self.now) {
+                tu.on_wakeup(self.now, &mut self.nodes);
             }
         }
     }
