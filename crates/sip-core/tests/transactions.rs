@@ -837,6 +837,21 @@ fn unparseable_requests_are_answered_400_and_never_reach_the_tu() {
 }
 
 #[test]
+fn an_answer_that_would_not_parse_either_is_not_sent() {
+    // The fault is in the To header, which a 400 must copy: such an answer is useless to the
+    // sender and is dropped instead.
+    let mut f = Fixture::new(TransactionConfig::default());
+    let bad = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKbad2\r\n\
+               From: <sip:a@example.com>;tag=1\r\nTo: \"Watson, Thomas\" < sip:t.watson@example.org >\r\n\
+               Call-ID: bad2\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    f.receive(bad.as_bytes().to_vec(), "192.0.2.10:5062", Transport::Udp);
+    assert!(f.transmits.is_empty());
+    assert!(f.events.is_empty());
+    let stats = f.layer.stats();
+    assert_eq!(stats.unanswerable_dropped + stats.unparseable_dropped, 1);
+}
+
+#[test]
 fn the_tu_cannot_misuse_the_layer() {
     let mut f = Fixture::new(TransactionConfig::default());
     let now = f.now;

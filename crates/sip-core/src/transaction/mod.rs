@@ -90,6 +90,9 @@ pub struct TransactionStats {
     pub unparseable_dropped: u64,
     /// Unparseable requests answered per their verdict (400, 505, 513).
     pub unparseable_answered: u64,
+    /// Unparseable requests whose answer would not parse either (the fault is in a header
+    /// the answer must copy), dropped.
+    pub unanswerable_dropped: u64,
     /// Parsed messages without what matching needs (top Via, CSeq …), dropped.
     pub unmatchable_dropped: u64,
     /// Requests whose branch matched a transaction of another method (§17.2.3), dropped.
@@ -485,7 +488,6 @@ impl TransactionLayer {
             Ok(message) => self.on_message(transport, source, message),
             Err(e) => match e.verdict() {
                 Verdict::Respond(response) => {
-                    self.stats.unparseable_answered += 1;
                     self.respond_statelessly(&response, &transport, source);
                 }
                 Verdict::Drop => self.stats.unparseable_dropped += 1,
@@ -838,24 +840,33 @@ impl TransactionLayer {
     }
 
     /// Answers an unparseable request along its top Via when it reads, else to the source.
+    /// The answer copies the request's Via, From, To, Call-ID and CSeq; when one of those is
+    /// what was broken, the answer would not parse at the far end either, so it is dropped
+    /// rather than sent (counted in `unanswerable_dropped`).
     fn respond_statelessly(
         &mut self,
         response: &Response,
         transport: &Transport,
         source: SocketAddr,
     ) {
+        let wire = response.to_bytes();
+        if sip_msg::parse_datagram(&wire).is_err() {
+            self.stats.unanswerable_dropped += 1;
+            return;
+        }
+        self.stats.unparseable_answered += 1;
         let destination = match response.headers.top_via() {
-            Ok(Some(via)) => {
-                let mut scratch = response.headers.clone();
-                let via = routing::stamp_received(&mut scratch, via, source);
-                routing::response_destination(&via, source, transport)
-            }
+            Ok(Some(via)) => routing::response_destination(
+                &routing::with_received(via, source).0,
+                source,
+                transport,
+            ),
             _ => source,
         };
         self.out.push_back(Output::Transmit(Transmit {
             transport: transport.clone(),
             destination,
-            contents: Bytes::from(response.to_bytes()),
+            contents: Bytes::from(wire),
         }));
     }
 }

@@ -18,7 +18,16 @@ pub(crate) fn default_port(transport: &Transport) -> u16 {
 /// empty `rport` with the source port (which also requires `received`, RFC 3581 §4).
 /// Rewrites only the first value of the first Via line, and only when something changes.
 /// Returns the (possibly updated) top Via.
-pub(crate) fn stamp_received(headers: &mut Headers, mut via: Via, source: SocketAddr) -> Via {
+pub(crate) fn stamp_received(headers: &mut Headers, via: Via, source: SocketAddr) -> Via {
+    let (via, changed) = with_received(via, source);
+    if changed {
+        replace_top_via(headers, &via);
+    }
+    via
+}
+
+/// The top Via as §18.2.1 and RFC 3581 want it after receipt, and whether it changed.
+pub(crate) fn with_received(mut via: Via, source: SocketAddr) -> (Via, bool) {
     let host_is_source = match via.host {
         Host::Ipv4(a) => IpAddr::V4(a) == source.ip(),
         Host::Ipv6(a) => IpAddr::V6(a) == source.ip(),
@@ -26,16 +35,13 @@ pub(crate) fn stamp_received(headers: &mut Headers, mut via: Via, source: Socket
     };
     let wants_rport = matches!(via.rport(), Some(None));
     if host_is_source && !wants_rport {
-        return via;
+        return (via, false);
     }
-    if !host_is_source || wants_rport {
-        via.params.set("received", Some(&source.ip().to_string()));
-    }
+    via.params.set("received", Some(&source.ip().to_string()));
     if wants_rport {
         via.params.set("rport", Some(&source.port().to_string()));
     }
-    replace_top_via(headers, &via);
-    via
+    (via, true)
 }
 
 /// Replaces the first value of the first Via line by `via`, keeping the line's other values.

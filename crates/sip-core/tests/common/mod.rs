@@ -378,3 +378,8 @@ impl Net {
         }
     }
 }
+
+/// True when `bytes` parse as a SIP message.
+pub fn parse_datagram_ok(bytes: &[u8]) -> bool {
+    parse_datagram(bytes).is_ok()
+}
