@@ -139,7 +139,10 @@ mod tests {
         assert_eq!(HeaderName::from_wire("VIA"), HeaderName::Via);
         assert_eq!(HeaderName::from_wire("i"), HeaderName::CallId);
         assert_eq!(HeaderName::from_wire("call-id"), HeaderName::CallId);
-        assert_eq!(HeaderName::from_wire("X-Foo"), HeaderName::from_wire("x-foo"));
+        assert_eq!(
+            HeaderName::from_wire("X-Foo"),
+            HeaderName::from_wire("x-foo")
+        );
         assert_ne!(HeaderName::from_wire("X-Foo"), HeaderName::Via);
     }
 }

@@ -26,22 +26,37 @@ impl Headers {
 
     /// Appends a field after the existing ones.
     pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
-        self.0.push(Header { name, value: value.into() });
+        self.0.push(Header {
+            name,
+            value: value.into(),
+        });
     }
 
     /// Inserts a field before all others of any name (used to add a top Via).
     pub fn push_front(&mut self, name: HeaderName, value: impl Into<String>) {
-        self.0.insert(0, Header { name, value: value.into() });
+        self.0.insert(
+            0,
+            Header {
+                name,
+                value: value.into(),
+            },
+        );
     }
 
     /// The first field value with this name.
     pub fn get(&self, name: &HeaderName) -> Option<&str> {
-        self.0.iter().find(|h| &h.name == name).map(|h| h.value.as_str())
+        self.0
+            .iter()
+            .find(|h| &h.name == name)
+            .map(|h| h.value.as_str())
     }
 
     /// Every field value with this name, in order.
     pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |h| &h.name == name).map(|h| h.value.as_str())
+        self.0
+            .iter()
+            .filter(move |h| &h.name == name)
+            .map(|h| h.value.as_str())
     }
 
     /// Number of field lines with this name.
@@ -84,6 +99,15 @@ impl Headers {
     pub fn remove_first(&mut self, name: &HeaderName) -> Option<String> {
         let i = self.0.iter().position(|h| &h.name == name)?;
         Some(self.0.remove(i).value)
+    }
+
+    /// The field at position `i` in wire order.
+    pub fn get_index(&self, i: usize) -> Option<&Header> {
+        self.0.get(i)
+    }
+
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut Header> {
+        self.0.get_mut(i)
     }
 
     pub fn iter(&self) -> std::slice::Iter<'_, Header> {

@@ -1,9 +1,11 @@
 //! calanque's SIP message layer: parse (datagram and stream), print, typed header access,
 //! response building and the classification of parse failures.
 //!
-//! This is the only crate of the workspace that names the `rsip` parser (see
-//! `docs/adr/0002-sip-msg-facade.md`); everything above it uses these types, so the parser
-//! can be replaced without touching the rest.
+//! The grammar is this crate's own (RFC 3261 §25, checked against RFC 4475; see
+//! `docs/adr/0002-sip-msg-own-grammar.md`). Everything above it uses only these types, so
+//! the parser behind them can be replaced without touching the rest.
+
+#![forbid(unsafe_code)]
 
 mod grammar;
 pub mod header_name;
@@ -15,6 +17,7 @@ pub mod parse;
 pub mod response;
 mod split;
 pub mod status;
+pub mod stream;
 pub mod typed;
 pub mod uri;
 mod uri_parse;
@@ -27,5 +30,9 @@ pub use params::Params;
 pub use parse::{ParseError, ParseErrorKind, Verdict, parse_datagram};
 pub use response::build_response;
 pub use status::StatusCode;
-pub use typed::{CSeq, HeaderError, NameAddr, Transport, Via};
+pub use stream::{Frame, StreamError, StreamFramer, StreamLimits};
+pub use typed::{
+    CSeq, Contacts, ContentType, Event, HeaderError, NameAddr, Replaces, SubscriptionState,
+    Transport, Via,
+};
 pub use uri::{Host, Scheme, Uri, UriError};

@@ -1,5 +1,7 @@
 //! Requests, responses and their wire form (RFC 3261 §7).
 
+use std::io::Write as _;
+
 use bytes::Bytes;
 
 use crate::header_name::HeaderName;
@@ -36,16 +38,23 @@ pub enum SipMessage {
 impl Request {
     /// A request with no headers and no body.
     pub fn new(method: Method, uri: Uri) -> Request {
-        Request { method, uri, headers: Headers::new(), body: Bytes::new() }
+        Request {
+            method,
+            uri,
+            headers: Headers::new(),
+            body: Bytes::new(),
+        }
     }
 
-    /// The wire form. Content-Length is written from the body, replacing any stored value,
-    /// so a printed message is always correctly framed.
+    /// The wire form. Content-Length is written from the body, in place of the first stored
+    /// Content-Length (others dropped) or after the other headers, so a printed message is
+    /// always correctly framed.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.body.len() + self.headers.len() * 48);
+        let mut out = Vec::with_capacity(estimate(&self.headers, &self.body));
         out.extend_from_slice(self.method.as_str().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.uri.to_string().as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{}", self.uri);
         out.extend_from_slice(b" SIP/2.0\r\n");
         write_headers_and_body(&mut out, &self.headers, &self.body);
         out
@@ -65,10 +74,9 @@ impl Response {
 
     /// The wire form; Content-Length is written from the body (see [`Request::to_bytes`]).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.body.len() + self.headers.len() * 48);
+        let mut out = Vec::with_capacity(estimate(&self.headers, &self.body));
         out.extend_from_slice(b"SIP/2.0 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
-        out.push(b' ');
+        let _ = write!(out, "{} ", self.status);
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         write_headers_and_body(&mut out, &self.headers, &self.body);
@@ -118,9 +126,22 @@ impl From<Response> for SipMessage {
     }
 }
 
+fn estimate(headers: &Headers, body: &[u8]) -> usize {
+    64 + body.len()
+        + headers
+            .iter()
+            .map(|h| h.name.as_str().len() + h.value.len() + 4)
+            .sum::<usize>()
+}
+
 fn write_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
+    let mut length_written = false;
     for h in headers {
         if h.name == HeaderName::ContentLength {
+            if !length_written {
+                let _ = write!(out, "Content-Length: {}\r\n", body.len());
+                length_written = true;
+            }
             continue;
         }
         out.extend_from_slice(h.name.as_str().as_bytes());
@@ -128,8 +149,9 @@ fn write_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
         out.extend_from_slice(h.value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"Content-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    if !length_written {
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    }
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
 }

@@ -32,6 +32,7 @@ impl StatusCode {
     pub const BUSY_HERE: StatusCode = StatusCode(486);
     pub const REQUEST_TERMINATED: StatusCode = StatusCode(487);
     pub const NOT_ACCEPTABLE_HERE: StatusCode = StatusCode(488);
+    pub const MESSAGE_TOO_LARGE: StatusCode = StatusCode(513);
     pub const SERVER_INTERNAL_ERROR: StatusCode = StatusCode(500);
     pub const NOT_IMPLEMENTED: StatusCode = StatusCode(501);
     pub const SERVICE_UNAVAILABLE: StatusCode = StatusCode(503);
@@ -40,7 +41,11 @@ impl StatusCode {
 
     /// Builds a status code; `None` outside 100..=699.
     pub const fn new(code: u16) -> Option<StatusCode> {
-        if code >= 100 && code <= 699 { Some(StatusCode(code)) } else { None }
+        if code >= 100 && code <= 699 {
+            Some(StatusCode(code))
+        } else {
+            None
+        }
     }
 
     pub const fn as_u16(self) -> u16 {

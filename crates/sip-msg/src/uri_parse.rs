@@ -1,4 +1,7 @@
 //! The URI grammar of RFC 3261 §25.1 (`SIP-URI`, `SIPS-URI`, `absoluteURI`).
+//!
+//! Escapes (`%HH`) are checked but kept as received, so that a URI prints back byte for byte
+//! and compares as the sender wrote it; unescaping is the caller's business where it matters.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -8,9 +11,13 @@ use crate::uri::{Host, Scheme, Uri, UriError};
 pub(crate) fn parse_uri(s: &str) -> Result<Uri, UriError> {
     let colon = s.find(':').ok_or(UriError::MissingScheme)?;
     let scheme_str = &s[..colon];
-    if scheme_str.is_empty()
-        || !scheme_str.as_bytes()[0].is_ascii_alphabetic()
-        || !scheme_str.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    if !scheme_str
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_alphabetic)
+        || !scheme_str
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
     {
         return Err(UriError::MissingScheme);
     }
@@ -25,7 +32,8 @@ pub(crate) fn parse_uri(s: &str) -> Result<Uri, UriError> {
         Scheme::Other(scheme_str.to_ascii_lowercase())
     };
     if !matches!(scheme, Scheme::Sip | Scheme::Sips) {
-        if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"') {
+        // absoluteURI = scheme ":" ( hier-part / opaque-part ): uric characters only.
+        if rest.is_empty() || !rest.bytes().all(is_uric_byte) || !escapes_ok(rest) {
             return Err(UriError::InvalidCharacter);
         }
         return Ok(Uri {
@@ -39,43 +47,49 @@ pub(crate) fn parse_uri(s: &str) -> Result<Uri, UriError> {
             opaque: Some(rest.to_owned()),
         });
     }
-    if rest.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+    if !escapes_ok(rest) {
         return Err(UriError::InvalidCharacter);
     }
-    // userinfo ends at the last '@' before any '?' (a user part may hold ';' but not '@' unescaped).
-    let (userinfo, hostpart) = match rest.find('?').map_or(rest, |q| &rest[..q]).rfind('@') {
+    // Neither host, parameters nor headers may hold an unescaped '@', so the first one ends
+    // the userinfo (whose user part may hold ';', '?' and '/', RFC 4475 §3.1.1.2).
+    let (userinfo, hostpart) = match rest.find('@') {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     };
     let (user, password) = match userinfo {
         Some(ui) => {
-            if ui.is_empty() || !ui.bytes().all(is_userinfo_byte) {
+            let (user, password) = match ui.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (ui, None),
+            };
+            if user.is_empty()
+                || !user.bytes().all(is_user_byte)
+                || password.is_some_and(|p| !p.bytes().all(is_password_byte))
+            {
                 return Err(UriError::InvalidCharacter);
             }
-            match ui.find(':') {
-                Some(c) => (Some(ui[..c].to_owned()), Some(ui[c + 1..].to_owned())),
-                None => (Some(ui.to_owned()), None),
-            }
+            (Some(user.to_owned()), password.map(str::to_owned))
         }
         None => (None, None),
     };
-    let (before_headers, headers_str) = match hostpart.find('?') {
-        Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
+    let (before_headers, headers_str) = match hostpart.split_once('?') {
+        Some((b, h)) => (b, Some(h)),
         None => (hostpart, None),
     };
-    let (hostport, params_str) = match before_headers.find(';') {
-        Some(p) => (&before_headers[..p], Some(&before_headers[p + 1..])),
+    let (hostport, params_str) = match before_headers.split_once(';') {
+        Some((h, p)) => (h, Some(p)),
         None => (before_headers, None),
     };
     let (host, port) = parse_hostport(hostport)?;
     let mut params = Params::new();
     if let Some(ps) = params_str {
         for p in ps.split(';') {
-            let (n, v) = match p.find('=') {
-                Some(e) => (&p[..e], Some(&p[e + 1..])),
+            let (n, v) = match p.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
                 None => (p, None),
             };
-            if n.is_empty() || !n.bytes().all(is_param_byte) || v.is_some_and(|v| !v.bytes().all(is_param_byte)) {
+            let v_ok = v.is_none_or(|v| !v.is_empty() && v.bytes().all(is_param_byte));
+            if n.is_empty() || !n.bytes().all(is_param_byte) || !v_ok {
                 return Err(UriError::InvalidCharacter);
             }
             params.set_raw(n, v);
@@ -85,37 +99,45 @@ pub(crate) fn parse_uri(s: &str) -> Result<Uri, UriError> {
     if let Some(hs) = headers_str {
         for h in hs.split('&') {
             let (n, v) = h.split_once('=').ok_or(UriError::InvalidCharacter)?;
-            if n.is_empty() {
+            if n.is_empty() || !n.bytes().all(is_hnv_byte) || !v.bytes().all(is_hnv_byte) {
                 return Err(UriError::InvalidCharacter);
             }
             headers.push((n.to_owned(), v.to_owned()));
         }
     }
-    Ok(Uri { scheme, user, password, host, port, params, headers, opaque: None })
+    Ok(Uri {
+        scheme,
+        user,
+        password,
+        host,
+        port,
+        params,
+        headers,
+        opaque: None,
+    })
 }
 
 /// Parses `host[:port]` as found in a SIP URI or a Via sent-by.
 pub(crate) fn parse_hostport(s: &str) -> Result<(Host, Option<u16>), UriError> {
-    let (host_str, port_str) = if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']').ok_or(UriError::InvalidHost)?;
-        let after = &rest[end + 1..];
+    if let Some(rest) = s.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']').ok_or(UriError::InvalidHost)?;
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or(UriError::InvalidHost)?),
+            p => Some(parse_port(
+                p.strip_prefix(':').ok_or(UriError::InvalidHost)?,
+            )?),
         };
-        let addr: Ipv6Addr = rest[..end].parse().map_err(|_| UriError::InvalidHost)?;
-        return Ok((Host::Ipv6(addr), port.map(parse_port).transpose()?));
-    } else {
-        match s.rfind(':') {
-            Some(c) => (&s[..c], Some(&s[c + 1..])),
-            None => (s, None),
-        }
+        let addr: Ipv6Addr = addr.parse().map_err(|_| UriError::InvalidHost)?;
+        return Ok((Host::Ipv6(addr), port));
+    }
+    let (host_str, port) = match s.split_once(':') {
+        Some((h, p)) => (h, Some(parse_port(p)?)),
+        None => (s, None),
     };
-    let port = port_str.map(parse_port).transpose()?;
     Ok((parse_host(host_str)?, port))
 }
 
-fn parse_port(p: &str) -> Result<u16, UriError> {
+pub(crate) fn parse_port(p: &str) -> Result<u16, UriError> {
     if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
         return Err(UriError::InvalidPort);
     }
@@ -127,11 +149,13 @@ fn parse_host(h: &str) -> Result<Host, UriError> {
         return Err(UriError::InvalidHost);
     }
     if h.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        if let Ok(a) = h.parse::<Ipv4Addr>() {
-            return Ok(Host::Ipv4(a));
-        }
+        return h
+            .parse::<Ipv4Addr>()
+            .map(Host::Ipv4)
+            .map_err(|_| UriError::InvalidHost);
     }
-    // hostname = *( domainlabel "." ) toplabel [ "." ]; labels of alphanum and inner '-'.
+    // hostname = *( domainlabel "." ) toplabel [ "." ]; labels of alphanum and inner '-',
+    // the top label starting with a letter.
     let trimmed = h.strip_suffix('.').unwrap_or(h);
     let labels_ok = !trimmed.is_empty()
         && trimmed.split('.').all(|l| {
@@ -140,7 +164,10 @@ fn parse_host(h: &str) -> Result<Host, UriError> {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         });
-    let top_ok = trimmed.rsplit('.').next().is_some_and(|t| t.as_bytes()[0].is_ascii_alphabetic());
+    let top_ok = trimmed
+        .rsplit('.')
+        .next()
+        .is_some_and(|t| t.as_bytes().first().is_some_and(u8::is_ascii_alphabetic));
     if labels_ok && top_ok {
         Ok(Host::Domain(h.to_owned()))
     } else {
@@ -148,16 +175,74 @@ fn parse_host(h: &str) -> Result<Host, UriError> {
     }
 }
 
+/// Every `%` starts a `%HH` escape.
+fn escapes_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !hex(i + 1) || !hex(i + 2) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
 fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
 }
 
-fn is_userinfo_byte(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/' | b':')
+/// `user = 1*( unreserved / escaped / user-unreserved )`.
+fn is_user_byte(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+        )
 }
 
+/// `password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )`.
+fn is_password_byte(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',')
+}
+
+/// `paramchar = param-unreserved / unreserved / escaped`.
 fn is_param_byte(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+}
+
+/// `hname` / `hvalue` characters: `hnv-unreserved / unreserved / escaped`.
+fn is_hnv_byte(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+}
+
+/// `uric = reserved / unreserved / escaped`, plus the brackets of IPv6 references.
+fn is_uric_byte(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'%' | b';'
+                | b'/'
+                | b'?'
+                | b':'
+                | b'@'
+                | b'&'
+                | b'='
+                | b'+'
+                | b'$'
+                | b','
+                | b'['
+                | b']'
+        )
 }
 
 impl Params {
@@ -173,7 +258,8 @@ mod tests {
 
     #[test]
     fn parses_a_full_sip_uri() {
-        let u = parse_uri("sip:alice:pw@atlanta.example.com:5070;transport=tcp;lr?subject=x&p=y").unwrap();
+        let u = parse_uri("sip:alice:pw@atlanta.example.com:5070;transport=tcp;lr?subject=x&p=y")
+            .unwrap();
         assert_eq!(u.scheme, Scheme::Sip);
         assert_eq!(u.user.as_deref(), Some("alice"));
         assert_eq!(u.password.as_deref(), Some("pw"));
@@ -182,7 +268,10 @@ mod tests {
         assert_eq!(u.params.value("transport"), Some("tcp"));
         assert!(u.params.contains("lr"));
         assert_eq!(u.headers.len(), 2);
-        assert_eq!(u.to_string(), "sip:alice:pw@atlanta.example.com:5070;transport=tcp;lr?subject=x&p=y");
+        assert_eq!(
+            u.to_string(),
+            "sip:alice:pw@atlanta.example.com:5070;transport=tcp;lr?subject=x&p=y"
+        );
     }
 
     #[test]
@@ -196,10 +285,24 @@ mod tests {
     }
 
     #[test]
-    fn rejects_bad_hosts_and_ports() {
+    fn user_part_may_hold_semicolons_and_question_marks() {
+        let u = parse_uri("sip:user;par=u%40example.net@example.com").unwrap();
+        assert_eq!(u.user.as_deref(), Some("user;par=u%40example.net"));
+        assert_eq!(u.host, Host::Domain("example.com".into()));
+        let u = parse_uri("sip:a?,/;;*:&p=1@example.com").unwrap();
+        assert_eq!(u.user.as_deref(), Some("a?,/;;*"));
+        assert_eq!(u.password.as_deref(), Some("&p=1"));
+    }
+
+    #[test]
+    fn rejects_bad_hosts_ports_and_escapes() {
         assert_eq!(parse_uri("sip:alice@"), Err(UriError::InvalidHost));
         assert_eq!(parse_uri("sip:host:99999"), Err(UriError::InvalidPort));
         assert_eq!(parse_uri("alice@host"), Err(UriError::MissingScheme));
         assert!(parse_uri("sip:a b@host").is_err());
+        assert!(parse_uri("sip:a%zz@host").is_err());
+        assert!(parse_uri("sip:host;;lr").is_err());
+        assert!(parse_uri("sip:1.2.3.4.5").is_err());
+        assert!(parse_uri("http:<x>").is_err());
     }
 }

@@ -20,7 +20,10 @@ impl CSeq {
             return None;
         }
         let seq: u64 = num.parse().ok()?;
-        Some(CSeq { seq: u32::try_from(seq).ok()?, method: Method::from_token(method)? })
+        Some(CSeq {
+            seq: u32::try_from(seq).ok()?,
+            method: Method::from_token(method)?,
+        })
     }
 }
 

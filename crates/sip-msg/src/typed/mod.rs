@@ -3,13 +3,25 @@
 //! so callers can answer 400 with the header's name.
 
 mod auth;
+mod contact;
 mod cseq;
+mod event;
+mod lists;
+mod media;
 mod name_addr;
+mod refer;
+mod scalar;
 mod via;
 
 pub use auth::{AuthParams, AuthScheme, Challenge, Credentials};
+pub use contact::{Contacts, parse_qvalue};
 pub use cseq::CSeq;
+pub use event::{Event, SubState, SubscriptionState};
+pub use lists::{CommaList, OptionTags};
+pub use media::ContentType;
 pub use name_addr::NameAddr;
+pub use refer::Replaces;
+pub(crate) use scalar::{parse_delta_seconds, parse_u32};
 pub use via::{BRANCH_MAGIC_COOKIE, Transport, Via};
 
 use crate::header_name::HeaderName;
@@ -44,9 +56,16 @@ impl Headers {
 
     /// The topmost Via.
     pub fn top_via(&self) -> Result<Option<Via>, HeaderError> {
-        let Some(line) = self.get(&HeaderName::Via) else { return Ok(None) };
-        let first = split_commas(line).into_iter().next().ok_or(HeaderError::new(HeaderName::Via))?;
-        Via::parse(first).map(Some).ok_or(HeaderError::new(HeaderName::Via))
+        let Some(line) = self.get(&HeaderName::Via) else {
+            return Ok(None);
+        };
+        let first = split_commas(line)
+            .into_iter()
+            .next()
+            .ok_or(HeaderError::new(HeaderName::Via))?;
+        Via::parse(first)
+            .map(Some)
+            .ok_or(HeaderError::new(HeaderName::Via))
     }
 
     pub fn cseq(&self) -> Result<Option<CSeq>, HeaderError> {
@@ -59,6 +78,25 @@ impl Headers {
 
     pub fn to_header(&self) -> Result<Option<NameAddr>, HeaderError> {
         self.single(HeaderName::To, NameAddr::parse)
+    }
+
+    /// Every Contact line taken together: `*` or the list of addresses in order.
+    pub fn contacts(&self) -> Result<Option<Contacts>, HeaderError> {
+        let err = || HeaderError::new(HeaderName::Contact);
+        let mut out: Option<Contacts> = None;
+        for line in self.get_all(&HeaderName::Contact) {
+            let parsed = Contacts::parse(line).ok_or_else(err)?;
+            out = Some(match (out, parsed) {
+                (None, first) => first,
+                // `*` must be the only Contact value (§10.2.2).
+                (Some(Contacts::Star), _) | (Some(_), Contacts::Star) => return Err(err()),
+                (Some(Contacts::List(mut a)), Contacts::List(b)) => {
+                    a.extend(b);
+                    Contacts::List(a)
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// The Call-ID, trimmed; `None` when absent.

@@ -18,7 +18,11 @@ pub struct NameAddr {
 
 impl NameAddr {
     pub fn new(uri: Uri) -> NameAddr {
-        NameAddr { display_name: None, uri, params: Params::new() }
+        NameAddr {
+            display_name: None,
+            uri,
+            params: Params::new(),
+        }
     }
 
     /// Parses one address (not a comma list).
@@ -38,13 +42,18 @@ impl NameAddr {
         };
         if let Some(inner) = after_display.strip_prefix('<') {
             let gt = inner.find('>')?;
-            let uri = Uri::parse(inner[..gt].trim()).ok()?;
+            // LAQUOT / RAQUOT allow no whitespace inside the brackets (RFC 4475 §3.1.2.14).
+            let uri = Uri::parse(&inner[..gt]).ok()?;
             let after = inner[gt + 1..].trim_start();
             let params = match after {
                 "" => Params::new(),
                 p => parse_params(p.strip_prefix(';')?)?,
             };
-            Some(NameAddr { display_name, uri, params })
+            Some(NameAddr {
+                display_name,
+                uri,
+                params,
+            })
         } else {
             if display_name.is_some() {
                 return None;
@@ -57,7 +66,11 @@ impl NameAddr {
             if uri_str.contains(['?', ',']) {
                 return None;
             }
-            Some(NameAddr { display_name: None, uri: Uri::parse(uri_str.trim()).ok()?, params })
+            Some(NameAddr {
+                display_name: None,
+                uri: Uri::parse(uri_str.trim()).ok()?,
+                params,
+            })
         }
     }
 

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use crate::params::Params;
 use crate::split::parse_params;
 use crate::uri::Host;
-use crate::uri_parse::parse_hostport;
+use crate::uri_parse::{parse_hostport, parse_port};
 
 /// The RFC 3261 magic cookie that marks a branch as globally unique (§8.1.1.7).
 pub const BRANCH_MAGIC_COOKIE: &str = "z9hG4bK";
@@ -75,13 +75,20 @@ impl Via {
     pub fn new(transport: Transport, host: Host, port: Option<u16>, branch: &str) -> Via {
         let mut params = Params::new();
         params.set("branch", Some(branch));
-        Via { transport, host, port, params }
+        Via {
+            transport,
+            host,
+            port,
+            params,
+        }
     }
 
-    /// Parses one Via value (not a comma list).
+    /// Parses one Via value (not a comma list):
+    /// `SIP / 2.0 / transport sent-by *( SEMI via-params )`, LWS allowed around `/`, `:`
+    /// and `;` (§25.1). Only SIP/2.0 is accepted: a Via of another version cannot be matched
+    /// by an RFC 3261 transaction layer.
     pub fn parse(s: &str) -> Option<Via> {
         let s = s.trim();
-        // sent-protocol = protocol-name SLASH protocol-version SLASH transport, LWS allowed around '/'.
         let mut parts = s.splitn(3, '/');
         let name = parts.next()?.trim();
         let version = parts.next()?.trim();
@@ -89,20 +96,46 @@ impl Via {
         if !name.eq_ignore_ascii_case("SIP") || version != "2.0" {
             return None;
         }
-        let t_end = rest.find(|c: char| c.is_ascii_whitespace())?;
+        let t_end = rest.find([' ', '\t'])?;
         let transport = &rest[..t_end];
         if !crate::grammar::is_token(transport) {
             return None;
         }
         let rest = rest[t_end..].trim_start();
-        let (sent_by, params) = match rest.find(';') {
-            Some(i) => (rest[..i].trim(), parse_params(&rest[i + 1..])?),
-            None => (rest.trim(), Params::new()),
+        let (sent_by, params) = match rest.split_once(';') {
+            Some((sent_by, params)) => (sent_by.trim_end(), parse_params(params)?),
+            None => (rest.trim_end(), Params::new()),
         };
-        // LWS is allowed around the ':' of sent-by.
-        let sent_by: String = sent_by.split_ascii_whitespace().collect();
-        let (host, port) = parse_hostport(&sent_by).ok()?;
-        Some(Via { transport: Transport::parse(transport), host, port, params })
+        // sent-by = host [ COLON port ], where COLON = SWS ":" SWS: whitespace only there.
+        let (host_str, port_str) = match sent_by.strip_prefix('[') {
+            Some(v6) => {
+                let close = v6.find(']')? + 2;
+                let after = sent_by[close..].trim_start();
+                let port = match after {
+                    "" => None,
+                    a => Some(a.strip_prefix(':')?.trim_start()),
+                };
+                (&sent_by[..close], port)
+            }
+            None => match sent_by.split_once(':') {
+                Some((h, p)) => (h.trim_end(), Some(p.trim_start())),
+                None => (sent_by, None),
+            },
+        };
+        if host_str.contains([' ', '\t']) || port_str.is_some_and(|p| p.contains([' ', '\t'])) {
+            return None;
+        }
+        let (host, _) = parse_hostport(host_str).ok()?;
+        let port = match port_str {
+            Some(p) => Some(parse_port(p).ok()?),
+            None => None,
+        };
+        Some(Via {
+            transport: Transport::parse(transport),
+            host,
+            port,
+            params,
+        })
     }
 
     pub fn branch(&self) -> Option<&str> {
@@ -111,7 +144,8 @@ impl Via {
 
     /// True when the branch carries the RFC 3261 magic cookie (else use RFC 2543 matching).
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch().is_some_and(|b| b.starts_with(BRANCH_MAGIC_COOKIE))
+        self.branch()
+            .is_some_and(|b| b.starts_with(BRANCH_MAGIC_COOKIE))
     }
 
     pub fn received(&self) -> Option<IpAddr> {
@@ -137,6 +171,12 @@ impl Via {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} {}{}", self.transport, self.sent_by(), self.params)
+        write!(
+            f,
+            "SIP/2.0/{} {}{}",
+            self.transport,
+            self.sent_by(),
+            self.params
+        )
     }
 }

@@ -1,0 +1,2 @@
+//! Parse + print benchmark (being written).
+fn main() {}
