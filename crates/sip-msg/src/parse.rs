@@ -461,14 +461,20 @@ fn has_ctl(s: &str) -> bool {
 /// `header = header-name HCOLON header-value`; the value is trimmed. Control characters are
 /// allowed only as the escaped character of a quoted-pair (`\` + char, RFC 4475 §3.1.1.2).
 fn parse_header_line(line: &[u8]) -> Result<(HeaderName, &str), ParseErrorKind> {
-    let line = std::str::from_utf8(line).map_err(|_| ParseErrorKind::BadHeaderLine)?;
-    let colon = line.find(':').ok_or(ParseErrorKind::BadHeaderLine)?;
-    let name = line[..colon].trim_end_matches([' ', '\t']);
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(ParseErrorKind::BadHeaderLine)?;
+    let name = std::str::from_utf8(line[..colon].trim_ascii_end())
+        .map_err(|_| ParseErrorKind::BadHeaderLine)?;
     if !crate::grammar::is_token(name) {
         return Err(ParseErrorKind::BadHeaderLine);
     }
     let name = HeaderName::from_wire(name);
-    let value = line[colon + 1..].trim_matches([' ', '\t']);
+    let Ok(value) = std::str::from_utf8(&line[colon + 1..]) else {
+        return Err(ParseErrorKind::BadHeader(name));
+    };
+    let value = value.trim_matches([' ', '\t']);
     let bytes = value.as_bytes();
     let mut i = 0;
     while i < bytes.len() {

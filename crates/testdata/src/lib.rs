@@ -71,13 +71,23 @@ pub struct NamedMessage {
     pub bytes: Vec<u8>,
 }
 
-/// The corpus directory: `$CALANQUE_TESTDATA`, else `../shared/testdata` beside the checkout.
+/// The corpus directory: `$CALANQUE_TESTDATA`, else `shared/testdata` beside the checkout
+/// (the checkout being the nearest ancestor of the working directory holding `Cargo.lock`;
+/// `cargo test` runs tests in the package directory).
 pub fn root() -> PathBuf {
-    match std::env::var_os(ENV_TESTDATA) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        // crates/testdata → repository root → its parent.
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"),
+    if let Some(dir) = std::env::var_os(ENV_TESTDATA).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
     }
+    let checkout = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            cwd.ancestors()
+                .find(|d| d.join("Cargo.lock").is_file())
+                .map(Path::to_owned)
+        })
+        // crates/testdata → the checkout, as built.
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    checkout.join("../shared/testdata")
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TestdataError> {
