@@ -371,7 +371,11 @@ fn parse_start_line(line: &[u8]) -> StartLine<'_> {
     let Ok(line) = std::str::from_utf8(line) else {
         return invalid(ParseErrorKind::BadStartLine);
     };
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if line
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         return parse_status_line(line);
     }
     // Request-Line = Method SP Request-URI SP SIP-Version CRLF: exactly single spaces.
@@ -733,6 +737,13 @@ mod tests {
         assert_eq!(resp.status, StatusCode::BAD_REQUEST);
         assert_eq!(resp.reason, "Bad Request (missing Call-ID header)");
         assert_eq!(resp.headers.count(&HeaderName::Via), 1);
+    }
+
+    #[test]
+    fn a_multibyte_character_after_sip_is_not_sliced() {
+        // Found by the parse_datagram fuzz target: "SIP" followed by a 2-byte character.
+        let data = "SIPно 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
+        assert_eq!(kind(data), ParseErrorKind::BadMethod);
     }
 
     #[test]
