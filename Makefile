@@ -15,7 +15,9 @@ deps: ## Install what the tests need (apt/pip), only when missing
 test: deps sans-io lint-ci test-unit ## Everything CI runs: lints, sans-IO check, all tests
 
 test-unit: ## Unit and corpus tests of every crate (no network, no servers)
-	$(CARGO) test --workspace --locked
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --workspace --locked 2>&1 | tee target/test-unit.log
+	@scripts/test-summary.py target/test-unit.log
 
 sans-io: ## Fail if the protocol cores depend on an async runtime
 	@scripts/check-sans-io.sh

@@ -837,18 +837,21 @@ fn unparseable_requests_are_answered_400_and_never_reach_the_tu() {
 }
 
 #[test]
-fn an_answer_that_would_not_parse_either_is_not_sent() {
-    // The fault is in the To header, which a 400 must copy: such an answer is useless to the
-    // sender and is dropped instead.
+fn an_answer_copying_a_broken_header_is_still_sent_to_the_source() {
+    // The fault is in the To header, which a 400 must copy (§8.2.6); RFC 4475 §3.1.2.14 still
+    // asks for the 400, and the sender matches it with its own (laxer) parser.
     let mut f = Fixture::new(TransactionConfig::default());
     let bad = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKbad2\r\n\
                From: <sip:a@example.com>;tag=1\r\nTo: \"Watson, Thomas\" < sip:t.watson@example.org >\r\n\
                Call-ID: bad2\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
     f.receive(bad.as_bytes().to_vec(), "192.0.2.10:5062", Transport::Udp);
-    assert!(f.transmits.is_empty());
     assert!(f.events.is_empty());
-    let stats = f.layer.stats();
-    assert_eq!(stats.unanswerable_dropped + stats.unparseable_dropped, 1);
+    assert_eq!(f.transmits.len(), 1);
+    let wire = String::from_utf8_lossy(&f.transmits[0].1.contents).into_owned();
+    assert!(wire.starts_with("SIP/2.0 400 "), "{wire}");
+    assert!(wire.contains("branch=z9hG4bKbad2"), "{wire}");
+    assert_eq!(f.transmits[0].1.destination, addr("192.0.2.10:5062"));
+    assert_eq!(f.layer.stats().unparseable_answered, 1);
 }
 
 #[test]

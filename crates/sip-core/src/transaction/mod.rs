@@ -90,9 +90,6 @@ pub struct TransactionStats {
     pub unparseable_dropped: u64,
     /// Unparseable requests answered per their verdict (400, 505, 513).
     pub unparseable_answered: u64,
-    /// Unparseable requests whose answer would not parse either (the fault is in a header
-    /// the answer must copy), dropped.
-    pub unanswerable_dropped: u64,
     /// Parsed messages without what matching needs (top Via, CSeq …), dropped.
     pub unmatchable_dropped: u64,
     /// Requests whose branch matched a transaction of another method (§17.2.3), dropped.
@@ -839,10 +836,11 @@ impl TransactionLayer {
         }));
     }
 
-    /// Answers an unparseable request along its top Via when it reads, else to the source.
-    /// The answer copies the request's Via, From, To, Call-ID and CSeq; when one of those is
-    /// what was broken, the answer would not parse at the far end either, so it is dropped
-    /// rather than sent (counted in `unanswerable_dropped`).
+    /// Answers an unparseable request along its top Via when it reads, else to the source
+    /// address (§18.2.2 has nothing better when the Via itself is the fault). The parser's
+    /// verdict alone decides whether to answer: the answer copies the request's Via, From, To,
+    /// Call-ID and CSeq (§8.2.6) even when one of those is what was broken, since RFC 4475
+    /// asks for a 400 in those cases too and the sender matches it with its own parser.
     fn respond_statelessly(
         &mut self,
         response: &Response,
@@ -850,10 +848,6 @@ impl TransactionLayer {
         source: SocketAddr,
     ) {
         let wire = response.to_bytes();
-        if sip_msg::parse_datagram(&wire).is_err() {
-            self.stats.unanswerable_dropped += 1;
-            return;
-        }
         self.stats.unparseable_answered += 1;
         let destination = match response.headers.top_via() {
             Ok(Some(via)) => routing::response_destination(
