@@ -1,0 +1,7 @@
+//! Starts the real components that integration tests cross a process boundary to reach
+//! (nats-server, etcd) on free loopback ports, each in its own temporary directory, and
+//! stops them when the guard drops — also when a test panics.
+
+pub mod etcd;
+pub mod nats;
+pub mod process;
