@@ -1,0 +1,172 @@
+//! Every bus subject and bus header name calanque uses, in one place (ARCHITECTURE: "subjects
+//! named in one place, versioned"). A subject starts with `calanque.v1.`: a breaking change to a
+//! payload gets a new version token, and both versions are served during an upgrade.
+//!
+//! Payloads are the `calanque.v1` protobuf messages named next to each subject; conventions for
+//! headers and error replies are in `proto/calanque/v1/bus.proto`.
+
+use crate::v1::EntryKind;
+
+/// Prefix of every subject of this version of the contracts.
+pub const PREFIX: &str = "calanque.v1";
+
+/// Header naming the full protobuf type of the payload (e.g. `calanque.v1.DirectoryChange`).
+pub const TYPE_HEADER: &str = "calanque-type";
+
+/// W3C trace context header (one call is one trace across services).
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// W3C trace state header, travelling with [`TRACEPARENT_HEADER`].
+pub const TRACESTATE_HEADER: &str = "tracestate";
+
+/// `calanque.v1.directory.get`: request [`crate::v1::GetRequest`], reply
+/// [`crate::v1::GetResponse`] or [`crate::v1::BusError`]. Served by the directory's queue group
+/// [`DIRECTORY_QUEUE_GROUP`].
+pub const DIRECTORY_GET: &str = "calanque.v1.directory.get";
+
+/// Wildcard matching every directory change event, for caches that watch every kind.
+pub const DIRECTORY_CHANGED_ALL: &str = "calanque.v1.directory.changed.>";
+
+/// Queue group of the directory service's replicas (they share requests).
+pub const DIRECTORY_QUEUE_GROUP: &str = "directory";
+
+/// Full protobuf type names, the values of [`TYPE_HEADER`].
+pub mod types {
+    /// [`crate::v1::DirectoryChange`].
+    pub const DIRECTORY_CHANGE: &str = "calanque.v1.DirectoryChange";
+    /// [`crate::v1::GetRequest`].
+    pub const GET_REQUEST: &str = "calanque.v1.GetRequest";
+    /// [`crate::v1::GetResponse`].
+    pub const GET_RESPONSE: &str = "calanque.v1.GetResponse";
+    /// [`crate::v1::BusError`].
+    pub const BUS_ERROR: &str = "calanque.v1.BusError";
+}
+
+/// Every entry kind that has a subject token, in the proto's order.
+pub const ENTRY_KINDS: [EntryKind; 9] = [
+    EntryKind::Site,
+    EntryKind::User,
+    EntryKind::Extension,
+    EntryKind::Device,
+    EntryKind::HuntGroup,
+    EntryKind::PickupGroup,
+    EntryKind::ClassOfService,
+    EntryKind::Trunk,
+    EntryKind::Route,
+];
+
+/// The subject token (and import/export name) of a kind; `None` for `Unspecified`.
+pub fn kind_token(kind: EntryKind) -> Option<&'static str> {
+    Some(match kind {
+        EntryKind::Unspecified => return None,
+        EntryKind::Site => "site",
+        EntryKind::User => "user",
+        EntryKind::Extension => "extension",
+        EntryKind::Device => "device",
+        EntryKind::HuntGroup => "hunt_group",
+        EntryKind::PickupGroup => "pickup_group",
+        EntryKind::ClassOfService => "class_of_service",
+        EntryKind::Trunk => "trunk",
+        EntryKind::Route => "route",
+    })
+}
+
+/// The kind named by a subject token (the inverse of [`kind_token`]).
+pub fn kind_from_token(token: &str) -> Option<EntryKind> {
+    ENTRY_KINDS
+        .into_iter()
+        .find(|k| kind_token(*k) == Some(token))
+}
+
+/// `calanque.v1.directory.changed.<kind>`: [`crate::v1::DirectoryChange`] events published after
+/// each committed change. `None` for `Unspecified`.
+pub fn directory_changed(kind: EntryKind) -> Option<String> {
+    kind_token(kind).map(|token| format!("{PREFIX}.directory.changed.{token}"))
+}
+
+/// Whether `subject` is a valid NATS subject to publish on or subscribe to: non-empty tokens of
+/// printable ASCII without spaces, separated by single dots; `*` only as a whole token and `>`
+/// only as the whole last token (when `wildcards` is true; never when publishing).
+pub fn is_valid_subject(subject: &str, wildcards: bool) -> bool {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let last = tokens.len() - 1;
+    tokens.iter().enumerate().all(|(i, token)| {
+        if token.is_empty() {
+            return false;
+        }
+        if *token == "*" || (*token == ">" && i == last) {
+            return wildcards;
+        }
+        token
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_subjects() -> Vec<String> {
+        let mut subjects = vec![DIRECTORY_GET.to_owned()];
+        subjects.extend(ENTRY_KINDS.iter().filter_map(|k| directory_changed(*k)));
+        subjects
+    }
+
+    #[test]
+    fn every_publish_subject_is_a_valid_versioned_nats_subject() {
+        let subjects = all_subjects();
+        assert_eq!(subjects.len(), 1 + ENTRY_KINDS.len());
+        for subject in subjects {
+            assert!(is_valid_subject(&subject, false), "{subject}");
+            assert!(subject.starts_with("calanque.v1."), "{subject}");
+        }
+    }
+
+    #[test]
+    fn the_change_wildcard_is_valid_and_covers_every_kind_subject() {
+        assert!(is_valid_subject(DIRECTORY_CHANGED_ALL, true));
+        assert!(!is_valid_subject(DIRECTORY_CHANGED_ALL, false));
+        let stem = DIRECTORY_CHANGED_ALL.trim_end_matches('>');
+        for kind in ENTRY_KINDS {
+            let subject = directory_changed(kind).unwrap();
+            let rest = subject.strip_prefix(stem).unwrap();
+            assert!(!rest.is_empty() && !rest.contains('.'), "{subject}");
+        }
+    }
+
+    #[test]
+    fn kind_tokens_are_distinct_single_tokens_and_invert() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ENTRY_KINDS {
+            let token = kind_token(kind).unwrap();
+            assert!(seen.insert(token), "duplicate token {token}");
+            assert!(is_valid_subject(token, false) && !token.contains('.'));
+            assert_eq!(kind_from_token(token), Some(kind));
+        }
+        assert_eq!(kind_token(EntryKind::Unspecified), None);
+        assert_eq!(directory_changed(EntryKind::Unspecified), None);
+        assert_eq!(kind_from_token("nope"), None);
+    }
+
+    #[test]
+    fn the_subject_checker_rejects_malformed_subjects() {
+        for bad in ["", "a..b", ".a", "a.", "a b", "a.\tb", "a.>.b", "a.b*", "é"] {
+            assert!(!is_valid_subject(bad, true), "{bad:?} accepted");
+        }
+        assert!(is_valid_subject("a.*.c", true));
+        assert!(!is_valid_subject("a.*.c", false));
+    }
+
+    #[test]
+    fn type_names_match_the_generated_messages() {
+        use prost::Name as _;
+        assert_eq!(
+            types::DIRECTORY_CHANGE,
+            crate::v1::DirectoryChange::full_name()
+        );
+        assert_eq!(types::GET_REQUEST, crate::v1::GetRequest::full_name());
+        assert_eq!(types::GET_RESPONSE, crate::v1::GetResponse::full_name());
+        assert_eq!(types::BUS_ERROR, crate::v1::BusError::full_name());
+    }
+}
