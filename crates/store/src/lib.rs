@@ -3,7 +3,11 @@
 //! [`Store`] follows etcd's model — one global revision that every write increments, keys
 //! carrying create/mod revisions, leases with a TTL that delete their keys when they expire,
 //! watches that replay from a revision — and is implemented twice: over etcd for the cluster
-//! and on local disk for the all-in-one mode. Both pass one test suite.
+//! and on local disk for the all-in-one mode. Both pass one test suite
+//! (`tests/conformance.rs`).
+
+pub mod embedded;
+pub mod etcd;
 
 use std::time::Duration;
 
@@ -46,10 +50,18 @@ pub enum Compare {
 /// A write inside a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Put { key: String, value: Bytes, lease: Option<LeaseId> },
-    Delete { key: String },
+    Put {
+        key: String,
+        value: Bytes,
+        lease: Option<LeaseId>,
+    },
+    Delete {
+        key: String,
+    },
     /// Deletes every key starting with the prefix.
-    DeletePrefix { prefix: String },
+    DeletePrefix {
+        prefix: String,
+    },
 }
 
 /// What a transaction did.
@@ -66,7 +78,10 @@ pub struct TxnOutcome {
 pub enum WatchEvent {
     Put(KeyValue),
     /// A key deleted (explicitly or by lease expiry) at `revision`.
-    Delete { key: String, revision: Revision },
+    Delete {
+        key: String,
+        revision: Revision,
+    },
 }
 
 /// Why a store operation failed.
@@ -78,7 +93,10 @@ pub enum StoreError {
     Unavailable(String),
     /// A watch asked for a revision the store has compacted away: reload, then watch anew.
     #[error("revision {requested} compacted (oldest kept: {oldest})")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     /// The lease does not exist (expired or revoked).
     #[error("lease {0:?} not found")]
     LeaseNotFound(LeaseId),
@@ -88,6 +106,11 @@ pub enum StoreError {
     /// The on-disk store failed (I/O error, corruption).
     #[error("embedded store: {0}")]
     Embedded(String),
+    /// The request is malformed whatever the backend's state, so retrying cannot help: one
+    /// transaction writing the same key twice (etcd refuses it; the embedded store refuses it
+    /// too so that code tested all-in-one behaves the same on a cluster).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 /// A stream of watch events. Dropping it cancels the watch.
@@ -117,8 +140,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_prefix(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), StoreError>;
 
     /// Writes a key; returns the new store revision.
-    async fn put(&self, key: &str, value: Bytes, lease: Option<LeaseId>)
-    -> Result<Revision, StoreError>;
+    async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision, StoreError>;
 
     /// Deletes a key; true when it existed.
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
@@ -136,6 +163,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError>;
 
     /// Changes under `prefix` from `from_revision` on (inclusive), in revision order;
-    /// `from_revision = 0` means "from now".
+    /// `from_revision = 0` means "from now". Fails with `Unavailable` when the backend cannot
+    /// be reached; a `from_revision` older than the kept history is reported as the watch's
+    /// first item, `Err(Compacted)`, after which the watch ends. A watch outlives backend
+    /// outages: it resumes from the revision after the last event it delivered.
     async fn watch(&self, prefix: &str, from_revision: Revision) -> Result<Watch, StoreError>;
 }
