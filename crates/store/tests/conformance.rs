@@ -745,3 +745,19 @@ async fn embedded_slow_watch_catches_up_from_the_log() {
         assert_eq!(summary(&next_event(&mut watch).await).2, expected);
     }
 }
+
+/// Past the server's limits (here `--max-txn-ops 20000`) a transaction is refused as a whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_txn_over_the_server_limit_is_too_large_and_applies_nothing() {
+    let backend = Backend::etcd().await;
+    let s = backend.store();
+    let ops: Vec<Op> = (0..20_001)
+        .map(|i| put(&format!("big/{i:05}"), "v"))
+        .collect();
+    let refused = s.txn(vec![], ops).await;
+    assert!(
+        matches!(refused, Err(StoreError::TooLarge(_))),
+        "{refused:?}"
+    );
+    assert!(s.list_prefix("big/").await.unwrap().0.is_empty());
+}
