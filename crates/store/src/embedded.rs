@@ -55,6 +55,8 @@ const FANOUT_BUFFER: usize = 1024;
 const REPLAY_CHUNK: i64 = 256;
 /// Longest sleep of the lease-expiry task when no lease is due sooner.
 const EXPIRY_IDLE: Duration = Duration::from_secs(1);
+/// Pause before retrying a lease expiry that failed to commit.
+const EXPIRY_RETRY: Duration = Duration::from_millis(500);
 
 /// Options for [`EmbeddedStore::open_with`].
 #[derive(Debug, Clone)]
@@ -116,7 +118,11 @@ impl LeaseClock {
     }
 
     fn insert(&self, id: i64, ttl: Duration) {
-        self.lock().insert(id, (ttl, Instant::now() + ttl));
+        self.insert_until(id, ttl, Instant::now() + ttl);
+    }
+
+    fn insert_until(&self, id: i64, ttl: Duration, deadline: Instant) {
+        self.lock().insert(id, (ttl, deadline));
         self.changed.notify_one();
     }
 
@@ -858,17 +864,14 @@ async fn expire_leases(store: Weak<Inner>, clock: Arc<LeaseClock>) {
                 return;
             };
             let result = tokio::task::spawn_blocking(move || inner.remove_lease(id)).await;
-            match result {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(lease = id, error = %e, "expiring a lease failed; retrying");
-                    clock.insert(id, ttl.min(Duration::from_secs(1)));
-                }
-                Err(e) => {
-                    tracing::warn!(lease = id, error = %e, "lease expiry task failed; retrying");
-                    clock.insert(id, ttl.min(Duration::from_secs(1)));
-                }
-            }
+            let error = match result {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            // Still expired: retried shortly, with its TTL unchanged for keep-alives.
+            tracing::warn!(lease = id, %error, "expiring a lease failed; retrying");
+            clock.insert_until(id, ttl, Instant::now() + EXPIRY_RETRY);
         }
     }
 }
