@@ -41,6 +41,39 @@ impl v1::Entry {
     }
 }
 
+/// `From<message> for entry::Kind` and `for Entry`, so that any entry message wraps with `.into()`.
+macro_rules! wrap_entry {
+    ($($message:ident),+) => {
+        $(
+            impl From<v1::$message> for v1::entry::Kind {
+                fn from(message: v1::$message) -> v1::entry::Kind {
+                    v1::entry::Kind::$message(message)
+                }
+            }
+
+            impl From<v1::$message> for v1::Entry {
+                fn from(message: v1::$message) -> v1::Entry {
+                    v1::Entry {
+                        kind: Some(message.into()),
+                    }
+                }
+            }
+        )+
+    };
+}
+
+wrap_entry!(
+    Site,
+    User,
+    Extension,
+    Device,
+    HuntGroup,
+    PickupGroup,
+    ClassOfService,
+    Trunk,
+    Route
+);
+
 #[cfg(test)]
 mod tests {
     use super::v1;
@@ -68,6 +101,14 @@ mod tests {
             decoded.entry.unwrap().entry_kind(),
             v1::EntryKind::Extension
         );
+    }
+
+    #[test]
+    fn messages_wrap_into_entries_of_their_kind() {
+        let entry = v1::Entry::from(v1::HuntGroup::default());
+        assert_eq!(entry.entry_kind(), v1::EntryKind::HuntGroup);
+        let entry: v1::Entry = v1::Route::default().into();
+        assert_eq!(entry.entry_kind(), v1::EntryKind::Route);
     }
 
     #[test]
