@@ -30,6 +30,8 @@ use crate::model::{
 /// Where an imported record is in its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
+    /// The CSV header row (line 1).
+    Header,
     /// A CSV record: `row` counts records from 1 (the header is not one), `line` is the file's
     /// line where the record starts.
     Row {
@@ -50,6 +52,7 @@ pub enum Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Location::Header => f.write_str("header (line 1)"),
             Location::Row { row, line } => write!(f, "row {row} (line {line})"),
             Location::Item { kind, index } => write!(f, "{}[{index}]", section(*kind)),
         }
@@ -312,5 +315,178 @@ pub fn plan(existing: &Directory, import: ImportSet) -> Result<ChangeSet, Import
                 })
                 .collect(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::small_city;
+
+    fn city() -> Directory {
+        Directory::from_entries(small_city()).unwrap()
+    }
+
+    fn messages(errors: &ImportErrors) -> Vec<String> {
+        errors.0.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn yaml_records_report_every_field_fault_with_their_place() {
+        let yaml = r#"
+sites:
+  - id: S-3
+    name: Annex
+    number_ranges: [4700-4799]
+    emergency_routes: ["112", "17=carrier"]
+    media_policy: sometimes
+extensions:
+  - number: 4701
+    site_id: S-3
+    display_name: Annex lobby
+    class_of_service: national
+  - number: "47a1"
+    site_id: S-3
+    display_name: ""
+    class_of_service: national
+    colour: blue
+"#;
+        let errors = parse_yaml(yaml).unwrap_err();
+        let text = messages(&errors);
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert_eq!(
+            text[0],
+            "sites[0] (site 'S-3'): emergency_routes[0]: \"112\" is not of the form number=trunk"
+        );
+        assert_eq!(
+            text[1],
+            "sites[0] (site 'S-3'): media_policy: \"sometimes\" is not one of direct, relay"
+        );
+        assert!(
+            text[2].starts_with("extensions[1]: unknown field `colour`"),
+            "{}",
+            text[2]
+        );
+    }
+
+    #[test]
+    fn unquoted_yaml_numbers_are_read_as_text() {
+        let yaml = "hunt_groups:\n  - number: 5002\n    name: Crisis\n    members: [4501, 4502]\n    strategy: round-robin\n    ring_timeout_seconds: 15\n";
+        let set = parse_yaml(yaml).unwrap();
+        assert_eq!(set.kinds, BTreeSet::from([Kind::HuntGroup]));
+        let changes = plan(&city(), set).unwrap();
+        assert_eq!(changes.puts.len(), 1);
+        assert_eq!(changes.puts[0].key().to_string(), "hunt group 5002");
+    }
+
+    #[test]
+    fn a_malformed_yaml_document_is_one_error() {
+        let errors = parse_yaml("sites: [").unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert!(matches!(errors.0[0].fault, ImportFault::Yaml(_)));
+        let errors = parse_yaml("phones: []").unwrap_err();
+        assert!(messages(&errors)[0].contains("unknown field `phones`"));
+    }
+
+    #[test]
+    fn csv_headers_must_name_every_column_and_only_known_ones() {
+        let errors = parse_csv(Kind::PickupGroup, "number,name,colour\n5002,x,blue\n").unwrap_err();
+        assert_eq!(
+            messages(&errors),
+            [
+                "header (line 1): unknown column \"colour\" (expected: number,name,members)",
+                "header (line 1): missing column \"members\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_lists_are_semicolon_separated_and_columns_may_come_in_any_order() {
+        let csv = "\u{feff}members,name,number\n\"4501; 4502\",Floor 2,5002\n";
+        let set = parse_csv(Kind::PickupGroup, csv).unwrap();
+        let changes = plan(&city(), set).unwrap();
+        match &changes.puts[..] {
+            [Entry::PickupGroup(g)] => {
+                assert_eq!(g.members.len(), 2);
+                assert_eq!(g.name.as_str(), "Floor 2");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_csv_row_with_the_wrong_number_of_cells_is_named() {
+        let errors = parse_csv(
+            Kind::PickupGroup,
+            "number,name,members\n5002,x,4501\n5003,y\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(
+            errors.0[0].location,
+            Some(Location::Row { row: 2, line: 3 })
+        );
+        assert!(matches!(errors.0[0].fault, ImportFault::Csv(_)));
+    }
+
+    #[test]
+    fn a_key_twice_in_one_import_is_refused_naming_both_places() {
+        let csv = "number,name,members\n5002,x,4501\n5002,y,4502\n";
+        let errors = plan(&city(), parse_csv(Kind::PickupGroup, csv).unwrap()).unwrap_err();
+        assert_eq!(
+            messages(&errors),
+            ["row 2 (line 3) (pickup group 5002): number: is already defined at row 1 (line 2)"]
+        );
+    }
+
+    #[test]
+    fn a_replace_import_reports_the_existing_entries_it_would_break() {
+        // Replacing the sites with S-1 alone leaves extension 4601 on a deleted site.
+        let yaml = "sites:\n  - id: S-1\n    name: Site S-1\n    number_ranges: [4500-4599]\n    emergency_routes: [112=carrier]\n    media_policy: direct\n";
+        let set = parse_yaml(yaml).unwrap().with_mode(ImportMode::Replace);
+        let errors = plan(&city(), set).unwrap_err();
+        assert_eq!(
+            messages(&errors),
+            ["existing extension 4601: site_id: site 'S-2' does not exist"]
+        );
+    }
+
+    #[test]
+    fn route_records_take_one_target_and_text_enums() {
+        let csv = "id,pattern,trunk,site_id,priority,category,strip_digits,prepend\n\
+                   R-1,00.,carrier,S-1,x,premium,0,\n\
+                   R-2,46XX,,S-2,5,internal,,\n";
+        let errors = parse_csv(Kind::Route, csv).unwrap_err();
+        assert_eq!(
+            messages(&errors),
+            [
+                "row 1 (line 2) (route 'R-1'): trunk: a route goes to a trunk or to a site, not both",
+                "row 1 (line 2) (route 'R-1'): priority: \"x\" is not a number made of decimal digits",
+            ]
+        );
+    }
+
+    #[test]
+    fn trunk_auth_columns_are_named_as_in_the_file() {
+        let csv = "name,kind,address,transport,auth_username,auth_realm,auth_ha1_md5,auth_ha1_sha256,number_ranges,max_channels\n\
+                   carrier-c,carrier,sbc.example:5060,tls,city,,abc,,,\n";
+        let errors = parse_csv(Kind::Trunk, csv).unwrap_err();
+        let fields: Vec<_> = errors.0.iter().filter_map(|e| e.field.clone()).collect();
+        assert_eq!(fields, ["auth_realm", "auth_ha1_md5"]);
+    }
+
+    #[test]
+    fn the_small_city_exports_and_imports_back_in_both_formats() {
+        let d = city();
+        let set = parse_yaml(&export_yaml(&d).unwrap()).unwrap();
+        let mut from_yaml = Directory::new();
+        from_yaml.apply(&plan(&from_yaml, set).unwrap()).unwrap();
+        assert_eq!(from_yaml, d);
+        let mut from_csv = Directory::new();
+        for kind in Kind::ALL {
+            let set = parse_csv(kind, &export_csv(&d, kind).unwrap()).unwrap();
+            from_csv.apply(&plan(&from_csv, set).unwrap()).unwrap();
+        }
+        assert_eq!(from_csv, d);
     }
 }

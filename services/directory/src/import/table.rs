@@ -14,7 +14,7 @@ pub fn parse_csv(kind: Kind, text: &str) -> Result<ImportSet, ImportErrors> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
-    let header_location = Some(Location::Row { row: 0, line: 1 });
+    let header_location = Some(Location::Header);
     let headers = reader
         .headers()
         .map_err(|e| {

@@ -647,3 +647,426 @@ impl From<Kind> for v1::EntryKind {
         kind.to_proto()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proto::Message as _;
+
+    use super::*;
+    use crate::model::fixtures::{device, extension, hunt_group, site, small_city, trunk};
+
+    fn fields(errors: &ModelErrors) -> Vec<String> {
+        errors.0.iter().map(|e| e.field_name().to_owned()).collect()
+    }
+
+    #[test]
+    fn every_invalid_field_of_a_site_is_reported() {
+        let mut s = site("S 1", "4500", "4599");
+        s.name = String::new();
+        s.number_ranges.push(v1::NumberRange {
+            first: "4700".into(),
+            last: "4600".into(),
+        });
+        s.emergency_routes.push(v1::EmergencyRoute {
+            number: "112".into(),
+            trunk: "other".into(),
+        });
+        s.media_policy = 0;
+        let err = Site::try_from(s).unwrap_err();
+        assert_eq!(
+            fields(&err),
+            [
+                "id",
+                "name",
+                "number_ranges[1]",
+                "emergency_routes",
+                "media_policy"
+            ]
+        );
+        assert_eq!(
+            err.to_string(),
+            "id: contains the character ' ', which is not allowed here; name: must not be empty; \
+             number_ranges[1]: range 4700-4600 ends before it starts; emergency_routes: lists \"112\" \
+             twice; media_policy: must be set"
+        );
+    }
+
+    #[test]
+    fn a_site_needs_a_number_range() {
+        let mut s = site("S-1", "4500", "4599");
+        s.number_ranges.clear();
+        assert_eq!(fields(&Site::try_from(s).unwrap_err()), ["number_ranges"]);
+    }
+
+    #[test]
+    fn a_malformed_ha1_is_named_by_its_field() {
+        let mut d = device("D-1", "alice", "S-1");
+        d.ha1_md5 = "xyz".into();
+        d.ha1_sha256 = "0".repeat(63);
+        let err = Device::try_from(d).unwrap_err();
+        assert_eq!(fields(&err), ["ha1_md5", "ha1_sha256"]);
+    }
+
+    #[test]
+    fn device_transport_unspecified_means_any_but_unknown_values_are_refused() {
+        let d = Device::try_from(device("D-1", "alice", "S-1")).unwrap();
+        assert_eq!(d.transport, None);
+        let mut p = device("D-1", "alice", "S-1");
+        p.transport = 42;
+        let err = Device::try_from(p).unwrap_err();
+        assert_eq!(
+            err.0,
+            [ModelError::field(
+                "transport",
+                FieldFault::UnknownEnumValue { value: 42 }
+            )]
+        );
+    }
+
+    #[test]
+    fn extension_lists_refuse_duplicates_and_bad_items() {
+        let e = extension("4501", "S-1", "U-1", &["D-1", "D 2", "D-1"]);
+        let err = Extension::try_from(e).unwrap_err();
+        assert_eq!(fields(&err), ["device_ids[1]", "device_ids"]);
+    }
+
+    #[test]
+    fn hunt_groups_check_strategy_timeout_and_members() {
+        let mut h = hunt_group("5000", &["4501", "45x"]);
+        h.strategy = 0;
+        h.ring_timeout_seconds = 0;
+        let err = HuntGroup::try_from(h).unwrap_err();
+        assert_eq!(
+            fields(&err),
+            ["members[1]", "strategy", "ring_timeout_seconds"]
+        );
+    }
+
+    #[test]
+    fn trunk_faults_are_named_inside_auth() {
+        let mut t = trunk("carrier", "+33491000000", "+33491099999");
+        t.transport = v1::Transport::Unspecified as i32;
+        t.address = "carrier.example".into();
+        t.auth = Some(v1::TrunkAuth {
+            username: "city".into(),
+            realm: "carrier.example".into(),
+            ha1_md5: "nothex".into(),
+            ha1_sha256: String::new(),
+        });
+        let err = Trunk::try_from(t).unwrap_err();
+        assert_eq!(fields(&err), ["address", "transport", "auth.ha1_md5"]);
+    }
+
+    #[test]
+    fn routes_need_a_target_a_valid_pattern_and_a_possible_strip() {
+        let route = v1::Route {
+            id: "R-1".into(),
+            pattern: "0.1".into(),
+            target: None,
+            priority: 1,
+            category: 0,
+            strip_digits: 0,
+            prepend: "x".into(),
+        };
+        let err = Route::try_from(route).unwrap_err();
+        assert_eq!(fields(&err), ["pattern", "target", "category", "prepend"]);
+        let too_much = v1::Route {
+            id: "R-1".into(),
+            pattern: "0X".into(),
+            target: Some(v1::route::Target::Trunk("carrier".into())),
+            priority: 1,
+            category: v1::CallCategory::Local as i32,
+            strip_digits: 3,
+            prepend: String::new(),
+        };
+        assert_eq!(
+            fields(&Route::try_from(too_much).unwrap_err()),
+            ["strip_digits"]
+        );
+    }
+
+    #[test]
+    fn classes_of_service_refuse_unspecified_and_repeated_categories() {
+        let cos = v1::ClassOfService {
+            name: "x".into(),
+            allowed: vec![1, 0, 1, 99],
+        };
+        let err = ClassOfService::try_from(cos).unwrap_err();
+        assert_eq!(fields(&err), ["allowed[1]", "allowed", "allowed[3]"]);
+    }
+
+    #[test]
+    fn an_empty_entry_is_missing_its_kind() {
+        let err = Entry::try_from(v1::Entry::default()).unwrap_err();
+        assert_eq!(
+            err.0,
+            [ModelError::MissingField {
+                field: "kind".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_fixture_round_trips_through_proto_and_the_wire() {
+        for entry in small_city() {
+            let bytes = v1::Entry::from(entry.clone()).encode_to_vec();
+            let back = Entry::try_from(v1::Entry::decode(bytes.as_slice()).unwrap()).unwrap();
+            assert_eq!(back, entry);
+        }
+    }
+
+    // Property: any valid message converts to the model and back to the same message.
+    fn ident() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9][A-Za-z0-9._-]{0,20}"
+    }
+    fn digits() -> impl Strategy<Value = String> {
+        "[0-9]{1,15}"
+    }
+    fn name() -> impl Strategy<Value = String> {
+        "[A-Za-zÀ-ÿ0-9][A-Za-zÀ-ÿ0-9 '-]{0,30}[A-Za-zÀ-ÿ0-9]"
+    }
+    fn hex(len: usize) -> impl Strategy<Value = String> {
+        proptest::string::string_regex(&format!("[0-9a-f]{{{len}}}")).unwrap()
+    }
+    fn range() -> impl Strategy<Value = v1::NumberRange> {
+        ("[0-9]{4}", "[0-9]{4}").prop_map(|(a, b)| {
+            let (first, last) = if a <= b { (a, b) } else { (b, a) };
+            v1::NumberRange { first, last }
+        })
+    }
+
+    fn device_message() -> impl Strategy<Value = v1::Device> {
+        (
+            ident(),
+            "[a-z0-9._+-]{1,20}",
+            ident(),
+            "[a-z.]{1,20}",
+            hex(32),
+            prop_oneof![Just(String::new()), hex(64)],
+            0..4i32,
+        )
+            .prop_map(
+                |(id, sip_username, site_id, realm, ha1_md5, ha1_sha256, transport)| v1::Device {
+                    id,
+                    sip_username,
+                    site_id,
+                    realm,
+                    ha1_md5,
+                    ha1_sha256,
+                    transport,
+                },
+            )
+    }
+
+    fn trunk_message() -> impl Strategy<Value = v1::Trunk> {
+        let auth = proptest::option::of(
+            ("[a-z0-9]{1,10}", "[a-z.]{1,20}", hex(32), hex(64)).prop_map(
+                |(username, realm, ha1_md5, ha1_sha256)| v1::TrunkAuth {
+                    username,
+                    realm,
+                    ha1_md5,
+                    ha1_sha256,
+                },
+            ),
+        );
+        (
+            ident(),
+            1..3i32,
+            "[a-z]{1,10}(\\.[a-z]{1,10}){0,2}",
+            1..=65535u16,
+            1..4i32,
+            auth,
+            proptest::collection::hash_set(range(), 0..3),
+            any::<u32>(),
+        )
+            .prop_map(
+                |(name, kind, host, port, transport, auth, number_ranges, max_channels)| {
+                    let number_ranges = number_ranges
+                        .into_iter()
+                        .map(|r| v1::NumberRange {
+                            first: r.first,
+                            last: r.last,
+                        })
+                        .collect();
+                    v1::Trunk {
+                        name,
+                        kind,
+                        address: format!("{host}:{port}"),
+                        transport,
+                        auth,
+                        number_ranges,
+                        max_channels,
+                    }
+                },
+            )
+    }
+
+    fn route_message() -> impl Strategy<Value = v1::Route> {
+        let element = prop_oneof![
+            "[0-9*#]",
+            Just("X".to_owned()),
+            Just("N".to_owned()),
+            Just("Z".to_owned()),
+            Just("[1-5]".to_owned()),
+            Just("[13]".to_owned()),
+        ];
+        let target = prop_oneof![
+            ident().prop_map(v1::route::Target::Trunk),
+            ident().prop_map(v1::route::Target::SiteId),
+        ];
+        (
+            ident(),
+            proptest::collection::vec(element, 1..10),
+            any::<bool>(),
+            target,
+            any::<u32>(),
+            1..6i32,
+            "(\\+?[0-9]{1,5})?",
+        )
+            .prop_flat_map(
+                |(id, elements, open, target, priority, category, prepend)| {
+                    let len = elements.len() as u32;
+                    let pattern = elements.concat() + if open { "." } else { "" };
+                    (0..=len).prop_map(move |strip_digits| v1::Route {
+                        id: id.clone(),
+                        pattern: pattern.clone(),
+                        target: Some(target.clone()),
+                        priority,
+                        category,
+                        strip_digits,
+                        prepend: prepend.clone(),
+                    })
+                },
+            )
+    }
+
+    fn site_message() -> impl Strategy<Value = v1::Site> {
+        let emergency = proptest::collection::btree_map(digits(), ident(), 0..4);
+        (
+            ident(),
+            name(),
+            proptest::collection::hash_set(range(), 1..4),
+            emergency,
+            1..3i32,
+        )
+            .prop_map(|(id, name, ranges, emergency, media_policy)| v1::Site {
+                id,
+                name,
+                number_ranges: ranges
+                    .into_iter()
+                    .map(|r| v1::NumberRange {
+                        first: r.first,
+                        last: r.last,
+                    })
+                    .collect(),
+                emergency_routes: emergency
+                    .into_iter()
+                    .map(|(number, trunk)| v1::EmergencyRoute { number, trunk })
+                    .collect(),
+                media_policy,
+            })
+    }
+
+    fn group_message() -> impl Strategy<Value = v1::HuntGroup> {
+        (
+            digits(),
+            name(),
+            proptest::collection::btree_set(digits(), 0..8),
+            1..5i32,
+            1..=600u32,
+        )
+            .prop_map(|(number, name, members, strategy, ring_timeout_seconds)| {
+                v1::HuntGroup {
+                    number,
+                    name,
+                    members: members.into_iter().collect(),
+                    strategy,
+                    ring_timeout_seconds,
+                }
+            })
+    }
+
+    fn entry_message() -> impl Strategy<Value = v1::Entry> {
+        prop_oneof![
+            device_message().prop_map(v1::Entry::from),
+            trunk_message().prop_map(v1::Entry::from),
+            route_message().prop_map(v1::Entry::from),
+            site_message().prop_map(v1::Entry::from),
+            group_message().prop_map(v1::Entry::from),
+            (
+                ident(),
+                name(),
+                "([a-z]{1,8}@[a-z]{1,8}\\.[a-z]{2,3})?",
+                ident()
+            )
+                .prop_map(|(id, display_name, email, site_id)| v1::Entry::from(
+                    v1::User {
+                        id,
+                        display_name: display_name.clone(),
+                        given_name: display_name,
+                        family_name: String::new(),
+                        email,
+                        site_id,
+                    }
+                )),
+            (
+                digits(),
+                ident(),
+                name(),
+                ident(),
+                proptest::option::of(ident()),
+                proptest::collection::btree_set(ident(), 0..4)
+            )
+                .prop_map(
+                    |(number, site_id, display_name, class_of_service, user, devices)| {
+                        v1::Entry::from(v1::Extension {
+                            number,
+                            site_id,
+                            display_name,
+                            class_of_service,
+                            user_id: user.unwrap_or_default(),
+                            device_ids: devices.into_iter().collect(),
+                        })
+                    }
+                ),
+            (ident(), proptest::collection::btree_set(1..6i32, 0..5)).prop_map(
+                |(name, allowed)| {
+                    v1::Entry::from(v1::ClassOfService {
+                        name,
+                        allowed: allowed.into_iter().collect(),
+                    })
+                }
+            ),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn valid_messages_round_trip_through_the_model(message in entry_message()) {
+            let model = Entry::try_from(message.clone());
+            prop_assert!(model.is_ok(), "{:?} refused: {}", message, model.unwrap_err());
+            let model = model.unwrap();
+            prop_assert_eq!(v1::Entry::from(model.clone()), message);
+            // And the model survives the wire.
+            let bytes = v1::Entry::from(model.clone()).encode_to_vec();
+            let decoded = Entry::try_from(v1::Entry::decode(bytes.as_slice()).unwrap()).unwrap();
+            prop_assert_eq!(decoded, model);
+        }
+
+        #[test]
+        fn arbitrary_messages_never_panic_the_conversion(
+            id in ".{0,10}", number in ".{0,10}", n in any::<i32>(), u in any::<u32>()
+        ) {
+            let messages = [
+                v1::Entry::from(v1::Site { id: id.clone(), name: number.clone(), number_ranges: vec![v1::NumberRange { first: number.clone(), last: id.clone() }], emergency_routes: vec![], media_policy: n }),
+                v1::Entry::from(v1::Route { id: id.clone(), pattern: number.clone(), target: None, priority: u, category: n, strip_digits: u, prepend: id.clone() }),
+                v1::Entry::from(v1::HuntGroup { number: number.clone(), name: id.clone(), members: vec![id.clone()], strategy: n, ring_timeout_seconds: u }),
+                v1::Entry::from(v1::Trunk { name: id.clone(), kind: n, address: number.clone(), transport: n, auth: None, number_ranges: vec![], max_channels: u }),
+            ];
+            for message in messages {
+                let _ = Entry::try_from(message);
+            }
+        }
+    }
+}

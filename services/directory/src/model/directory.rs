@@ -45,9 +45,9 @@ pub enum Kind {
 impl Kind {
     /// Every kind, in dependency order (what is referenced comes first).
     pub const ALL: [Kind; 9] = [
-        Kind::Site,
         Kind::ClassOfService,
         Kind::Trunk,
+        Kind::Site,
         Kind::User,
         Kind::Device,
         Kind::Extension,

@@ -172,12 +172,13 @@ fn email(text: &str) -> Result<String, FieldFault> {
     }
 }
 
-/// A digit prefix added to a dialled number: optional `+`, then 1–16 digits.
+/// A digit prefix added to a dialled number: optional `+`, then up to 16 digits (`+` alone
+/// turns `00…` into E.164 once the `00` is stripped).
 fn prefix(text: &str) -> Result<String, FieldFault> {
-    let rest = text.strip_prefix('+').unwrap_or(text);
-    if rest.is_empty() {
+    if text.is_empty() {
         return Err(FieldFault::Empty);
     }
+    let rest = text.strip_prefix('+').unwrap_or(text);
     if !rest.bytes().all(|b| b.is_ascii_digit()) {
         return Err(FieldFault::NotDigits {
             value: text.to_owned(),
@@ -557,7 +558,8 @@ mod tests {
     fn digit_prefixes_allow_a_leading_plus() {
         assert!(DigitPrefix::parse("+33").is_ok());
         assert!(DigitPrefix::parse("0").is_ok());
-        assert_eq!(DigitPrefix::parse("+"), Err(FieldFault::Empty));
+        assert!(DigitPrefix::parse("+").is_ok());
+        assert_eq!(DigitPrefix::parse(""), Err(FieldFault::Empty));
         assert!(matches!(
             DigitPrefix::parse("3a"),
             Err(FieldFault::NotDigits { .. })
