@@ -5,7 +5,74 @@
 //!   conversions to and from the `calanque.v1` protobuf messages.
 //! - [`import`]: bulk import and export (YAML, CSV), planning an import against the directory,
 //!   and a generator of a city-sized directory for tests and benchmarks.
+//! - [`storage`]: the store key layout of entries (shared with `directory-client`).
+//! - [`repository`]: the snapshot kept current from the store, and the fenced write path.
+//! - [`api`]: REST (axum), gRPC (tonic) and the bus responder.
+//! - [`config`], [`service`]: configuration, [`service::start`] and the [`run`] entry point.
 
+pub mod api;
+pub mod config;
+pub mod error;
 pub mod import;
 pub mod model;
+pub mod repository;
+pub mod service;
 pub mod storage;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bus::{Bus, InProcessBus, NatsBus, NatsOptions};
+use store::Store;
+use store::embedded::EmbeddedStore;
+use store::etcd::{EtcdConfig, EtcdStore};
+
+pub use config::{BusSpec, Config, StoreSpec};
+pub use error::ServiceError;
+pub use service::{Handle, StartError};
+
+/// Why the store or bus could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The store could not be opened or reached.
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    /// The bus could not be reached.
+    #[error("bus: {0}")]
+    Bus(#[from] bus::BusError),
+}
+
+/// Opens the store and the bus named by the specs.
+pub async fn build(
+    store: &StoreSpec,
+    bus: &BusSpec,
+) -> Result<(Arc<dyn Store>, Arc<dyn Bus>), BuildError> {
+    let store: Arc<dyn Store> = match store {
+        StoreSpec::Embedded(path) => Arc::new(EmbeddedStore::open(path).await?),
+        StoreSpec::Etcd(endpoints) => {
+            let mut config = EtcdConfig::new(endpoints.clone());
+            config.request_timeout = std::time::Duration::from_secs(3);
+            Arc::new(EtcdStore::connect(&config).await?)
+        }
+    };
+    let bus: Arc<dyn Bus> = match bus {
+        BusSpec::InProcess => Arc::new(InProcessBus::new(Default::default())),
+        BusSpec::Nats(servers) => Arc::new(
+            NatsBus::connect(NatsOptions::new("calanque-directory", servers.clone())).await?,
+        ),
+    };
+    Ok((store, bus))
+}
+
+/// Runs the service until `shutdown` completes, then shuts it down gracefully.
+pub async fn run(
+    config: Config,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let handle = service::start(config, store, bus).await?;
+    shutdown.await;
+    handle.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! `calanque-directory`: the directory service binary (config → logs → build → run until a
+//! signal → drain).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use directory::api::BearerToken;
+use directory::config::ENV_TOKEN;
+use directory::{BusSpec, Config, StoreSpec};
+
+/// The calanque directory service.
+#[derive(Debug, Parser)]
+#[command(name = "calanque-directory", version)]
+struct Args {
+    /// `embedded:<path>` or `etcd:<url>[,<url>…]`.
+    #[arg(
+        long,
+        env = "CALANQUE_DIRECTORY_STORE",
+        default_value = "embedded:directory.redb"
+    )]
+    store: StoreSpec,
+    /// `in-process` or `nats://host:port[,…]`.
+    #[arg(long, env = "CALANQUE_DIRECTORY_BUS", default_value = "in-process")]
+    bus: BusSpec,
+    /// REST listen address.
+    #[arg(
+        long,
+        env = "CALANQUE_DIRECTORY_REST",
+        default_value = "127.0.0.1:8080"
+    )]
+    rest: SocketAddr,
+    /// gRPC listen address.
+    #[arg(
+        long,
+        env = "CALANQUE_DIRECTORY_GRPC",
+        default_value = "127.0.0.1:50051"
+    )]
+    grpc: SocketAddr,
+    /// File holding the admin bearer token(s), one per line (else `CALANQUE_DIRECTORY_TOKEN`).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The PBX's SIP realm.
+    #[arg(long, env = "CALANQUE_REALM", default_value = "calanque")]
+    realm: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let tokens: Vec<BearerToken> = match &args.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the token file {}", path.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(BearerToken::new)
+            .collect(),
+        None => std::env::var(ENV_TOKEN)
+            .map(|t| vec![BearerToken::new(t)])
+            .unwrap_or_default(),
+    };
+    let mut config = Config::new(tokens);
+    config.rest = Some(args.rest);
+    config.grpc = Some(args.grpc);
+    config.realm = args.realm;
+    config.validate()?;
+    let (store, bus) = directory::build(&args.store, &args.bus)
+        .await
+        .context("opening the store and the bus")?;
+    directory::run(config, store, bus, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
+    Ok(())
+}
