@@ -29,7 +29,7 @@ impl EtcdServer {
     /// Starts etcd on free loopback ports with a fresh data directory and waits until it
     /// reports healthy (it has elected itself leader).
     ///
-    /// Flags the product depends on: `--max-txn-ops 20000` and `--max-request-bytes 32 MiB`
+    /// Flags the product depends on: `--max-txn-ops 50000` and `--max-request-bytes 32 MiB`
     /// so that an atomic bulk import fits in one transaction (ADR 0005). The heartbeat and
     /// election timeout are shortened so that it is ready sooner and its minimum lease TTL
     /// (1.5 × the election timeout, rounded up to whole seconds) is 1 s.
@@ -74,7 +74,7 @@ impl EtcdServer {
             "--initial-cluster-state",
             "new",
             "--max-txn-ops",
-            "20000",
+            "50000",
             "--max-request-bytes",
             "33554432",
             "--heartbeat-interval",
