@@ -1,1 +1,25 @@
-fn main() {}
+//! `calanque`: parse, run, and turn an error into a message and exit code 1.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = calanque::Cli::parse();
+    let mut out = std::io::stdout().lock();
+    match calanque::run(cli, &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("calanque: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

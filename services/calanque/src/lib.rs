@@ -1,0 +1,20 @@
+//! The `calanque` command line: `calanque dir …` administers the directory over its REST API
+//! (docs/directory-api.md) and load-tests its bus responder. The command tree leaves room for
+//! `calanque run` (the all-in-one process) beside `dir`.
+//!
+//! A library so that argument parsing, output formatting and the client are tested without a
+//! process; `main.rs` only parses, runs and maps the error to an exit code.
+
+pub mod cli;
+pub mod client;
+pub mod dir;
+pub mod output;
+
+pub use cli::{Cli, Command};
+
+/// Runs a parsed command line; output goes to `out`.
+pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dir(dir) => dir::run(&cli.connection, dir, out).await,
+    }
+}
