@@ -201,18 +201,28 @@ impl Repository {
         })
     }
 
-    /// Installs `snapshot` unless a newer one is already installed.
-    fn install(&self, snapshot: Snapshot) {
+    /// Installs a complete snapshot (a load) unless a newer one is already installed; it
+    /// replaces one of the same revision, which may hold only part of that revision's changes.
+    fn install(&self, snapshot: Snapshot) -> bool {
+        let revision = snapshot.revision;
+        self.install_if(snapshot, |current| {
+            current.is_none_or(|c| c.revision <= revision)
+        })
+    }
+
+    /// Installs `snapshot` if `accept` says so of the current one (checked atomically).
+    fn install_if(
+        &self,
+        snapshot: Snapshot,
+        accept: impl FnOnce(Option<&Arc<Snapshot>>) -> bool,
+    ) -> bool {
         self.inner.state.send_if_modified(|current| {
-            if current
-                .as_ref()
-                .is_some_and(|c| c.revision >= snapshot.revision)
-            {
+            if !accept(current.as_ref()) {
                 return false;
             }
             *current = Some(Arc::new(snapshot));
             true
-        });
+        })
     }
 
     /// Loads the snapshot and follows the store's changes, forever: reloads after a compaction,
@@ -292,7 +302,7 @@ impl Repository {
                     Err(_) => break,
                 }
             }
-            if let Err(error) = self.apply_events(batch) {
+            if let Err(error) = self.apply_events(&batch) {
                 info!(%error, "cannot apply watched changes incrementally; reloading");
                 return;
             }
@@ -302,72 +312,27 @@ impl Repository {
         }
     }
 
-    /// Applies watched events to the snapshot (skipping what it already holds).
-    fn apply_events(&self, events: Vec<WatchEvent>) -> Result<(), ServiceError> {
-        let current = self.ready_snapshot()?;
-        let mut latest: BTreeMap<String, Option<Entry>> = BTreeMap::new();
-        let mut mod_revisions = current.mod_revisions.clone();
-        let mut fence_revision = current.fence_revision;
-        let mut revision = current.revision;
-        for event in events {
-            let (key, event_revision, value) = match event {
-                WatchEvent::Put(kv) => (kv.key, kv.mod_revision, Some(kv.value)),
-                WatchEvent::Delete { key, revision } => (key, revision, None),
+    /// Applies watched events to the snapshot. Events of the snapshot's own revision are
+    /// applied again (idempotently): the events of one large transaction may arrive in several
+    /// batches, and a snapshot may hold only the first part. The snapshot is replaced only if it
+    /// is still the one the change was computed from (else the change is computed again).
+    fn apply_events(&self, events: &[WatchEvent]) -> Result<(), ServiceError> {
+        const ATTEMPTS: usize = 8;
+        for _ in 0..ATTEMPTS {
+            let base = self.ready_snapshot()?;
+            let Some(next) = next_snapshot(&base, events)? else {
+                return Ok(());
             };
-            if event_revision <= current.revision {
-                continue;
-            }
-            revision = revision.max(event_revision);
-            if key == FENCE_KEY {
-                fence_revision = value.is_some().then_some(event_revision);
-                continue;
-            }
-            if !key.starts_with(DIRECTORY_PREFIX) {
-                continue;
-            }
-            let entry = match value {
-                Some(value) => {
-                    mod_revisions.insert(key.clone(), event_revision);
-                    Some(
-                        storage::decode(&key, &value)
-                            .map_err(|e| ServiceError::Unavailable(e.to_string()))?,
-                    )
-                }
-                None => {
-                    mod_revisions.remove(&key);
-                    None
-                }
-            };
-            latest.insert(key, entry);
-        }
-        if revision == current.revision {
-            return Ok(());
-        }
-        let mut changes = ChangeSet::default();
-        for (key, entry) in latest {
-            match entry {
-                Some(entry) => changes.puts.push(entry),
-                None => {
-                    let key = storage::parse_entry_key(&key)
-                        .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-                    if current.directory.contains(&key) {
-                        changes.deletes.push(key);
-                    }
-                }
+            let installed = self.install_if(next, |current| {
+                current.is_some_and(|c| Arc::ptr_eq(c, &base))
+            });
+            if installed {
+                return Ok(());
             }
         }
-        let directory = current
-            .directory
-            .with_changes(&changes)
-            .map_err(|e| ServiceError::invalid(&e))?;
-        debug!(revision, changes = changes.len(), "applied watched changes");
-        self.install(Snapshot {
-            directory,
-            revision,
-            mod_revisions,
-            fence_revision,
-        });
-        Ok(())
+        Err(ServiceError::Conflict(
+            "the snapshot kept changing while applying watched events".to_owned(),
+        ))
     }
 
     /// Validates and commits the change set `build` computes from the current snapshot (see the
@@ -448,12 +413,17 @@ impl Repository {
                 for key in &changes.deletes {
                     mod_revisions.remove(&storage::entry_key(key));
                 }
-                self.install(Snapshot {
-                    directory: next,
-                    revision,
-                    mod_revisions,
-                    fence_revision: Some(revision),
-                });
+                // It replaces a snapshot of the same revision: the watcher may have installed
+                // a first part of this transaction's events.
+                self.install_if(
+                    Snapshot {
+                        directory: next,
+                        revision,
+                        mod_revisions,
+                        fence_revision: Some(revision),
+                    },
+                    |current| current.is_none_or(|c| c.revision <= revision),
+                );
                 self.publish(&changes, revision).await;
                 return Ok(Committed { changes, revision });
             }
@@ -561,6 +531,81 @@ impl Repository {
         })
         .await
     }
+}
+
+/// The snapshot `events` make of `base`; `None` when they bring nothing newer.
+fn next_snapshot(base: &Snapshot, events: &[WatchEvent]) -> Result<Option<Snapshot>, ServiceError> {
+    let mut latest: BTreeMap<&str, Option<Entry>> = BTreeMap::new();
+    let mut mod_revisions = base.mod_revisions.clone();
+    let mut fence_revision = base.fence_revision;
+    let mut revision = base.revision;
+    let mut relevant = false;
+    for event in events {
+        let (key, event_revision, value) = match event {
+            WatchEvent::Put(kv) => (kv.key.as_str(), kv.mod_revision, Some(&kv.value)),
+            WatchEvent::Delete { key, revision } => (key.as_str(), *revision, None),
+        };
+        if event_revision < base.revision {
+            continue;
+        }
+        relevant = true;
+        revision = revision.max(event_revision);
+        if key == FENCE_KEY {
+            fence_revision = value.is_some().then_some(event_revision);
+            continue;
+        }
+        if !key.starts_with(DIRECTORY_PREFIX) {
+            continue;
+        }
+        let entry = match value {
+            Some(value) => {
+                mod_revisions.insert(key.to_owned(), event_revision);
+                Some(
+                    storage::decode(key, value)
+                        .map_err(|e| ServiceError::Unavailable(e.to_string()))?,
+                )
+            }
+            None => {
+                mod_revisions.remove(key);
+                None
+            }
+        };
+        latest.insert(key, entry);
+    }
+    if !relevant {
+        return Ok(None);
+    }
+    let mut changes = ChangeSet::default();
+    for (key, entry) in latest {
+        match entry {
+            Some(entry) => {
+                if base.directory.get(&entry.key()).as_ref() != Some(&entry) {
+                    changes.puts.push(entry);
+                }
+            }
+            None => {
+                let key = storage::parse_entry_key(key)
+                    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+                if base.directory.contains(&key) {
+                    changes.deletes.push(key);
+                }
+            }
+        }
+    }
+    let directory = if changes.is_empty() {
+        base.directory.clone()
+    } else {
+        base.directory
+            .with_changes(&changes)
+            .map_err(|e| ServiceError::invalid(&e))?
+    };
+    debug!(revision, changes = changes.len(), "applied watched changes");
+    Ok(Some(Snapshot {
+        directory,
+        revision,
+        mod_revisions,
+        fence_revision,
+    }))
 }
 
 fn check_expected(snapshot: &Snapshot, expected_revision: u64) -> Result<(), ServiceError> {

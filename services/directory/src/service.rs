@@ -40,6 +40,10 @@ pub enum StartError {
     Bus(#[from] bus::BusError),
 }
 
+/// The gRPC health service type.
+pub type HealthService =
+    tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
+
 /// A running directory service.
 #[derive(Debug)]
 pub struct Handle {
@@ -47,6 +51,7 @@ pub struct Handle {
     router: Router,
     grpc: grpc::DirectoryGrpcService,
     health: tonic_health::server::HealthReporter,
+    health_service: HealthService,
     rest_addr: Option<SocketAddr>,
     grpc_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -73,6 +78,11 @@ impl Handle {
     /// The health reporter shared with the gRPC health service.
     pub fn health(&self) -> &tonic_health::server::HealthReporter {
         &self.health
+    }
+
+    /// The gRPC health service (for in-memory transports in tests).
+    pub fn health_service(&self) -> HealthService {
+        self.health_service.clone()
     }
 
     /// Where REST listens, when it does.
@@ -132,7 +142,10 @@ pub async fn start(
         max_body_bytes: config.max_body_bytes,
     });
     let grpc_service = grpc::service(repository.clone(), tokens);
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let health = tonic_health::server::HealthReporter::new();
+    let health_service = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(health.clone()),
+    );
     background.push(tokio::spawn(report_health(
         repository.clone(),
         health.clone(),
@@ -194,6 +207,7 @@ pub async fn start(
         router,
         grpc: grpc_service,
         health,
+        health_service,
         rest_addr,
         grpc_addr,
         shutdown,
