@@ -617,3 +617,85 @@ fn check_expected(snapshot: &Snapshot, expected_revision: u64) -> Result<(), Ser
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures::small_city;
+    use store::KeyValue;
+
+    fn put(entry: &Entry, revision: i64) -> WatchEvent {
+        WatchEvent::Put(KeyValue {
+            key: storage::entry_key(&entry.key()),
+            value: storage::encode(entry),
+            create_revision: revision,
+            mod_revision: revision,
+            version: 1,
+            lease: None,
+        })
+    }
+
+    fn empty(revision: i64) -> Snapshot {
+        Snapshot {
+            directory: Directory::new(),
+            revision,
+            mod_revisions: HashMap::new(),
+            fence_revision: None,
+        }
+    }
+
+    #[test]
+    fn a_transaction_split_over_two_batches_converges_on_the_whole_revision() {
+        let entries = small_city();
+        let events: Vec<WatchEvent> = entries.iter().map(|e| put(e, 7)).collect();
+        let whole = next_snapshot(&empty(6), &events)
+            .expect("valid")
+            .expect("newer");
+        assert_eq!(whole.directory.len(), entries.len());
+        // The first batch brings what others refer to, the second the rest of revision 7.
+        let referenced = |e: &Entry| {
+            matches!(
+                e.kind(),
+                crate::model::Kind::ClassOfService
+                    | crate::model::Kind::Trunk
+                    | crate::model::Kind::Site
+            )
+        };
+        let (first, rest): (Vec<&Entry>, Vec<&Entry>) = entries.iter().partition(|e| referenced(e));
+        assert!(!first.is_empty() && !rest.is_empty());
+        let first: Vec<WatchEvent> = first.into_iter().map(|e| put(e, 7)).collect();
+        let rest: Vec<WatchEvent> = rest.into_iter().map(|e| put(e, 7)).collect();
+        let partial = next_snapshot(&empty(6), &first)
+            .expect("valid")
+            .expect("newer");
+        assert_eq!(partial.revision, 7);
+        assert!(partial.directory.len() < entries.len());
+        let completed = next_snapshot(&partial, &rest)
+            .expect("valid")
+            .expect("same revision applied again");
+        assert_eq!(completed.directory, whole.directory);
+        // A batch of only older revisions changes nothing.
+        assert!(
+            next_snapshot(&whole, &[put(&entries[0], 3)])
+                .expect("ok")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn fences_name_every_touched_key_and_the_fence_key() {
+        let mut snapshot = empty(9);
+        snapshot.mod_revisions.insert("a".to_owned(), 4);
+        snapshot.fence_revision = Some(9);
+        let compares = snapshot.fence(["a".to_owned(), "b".to_owned()].into_iter());
+        assert_eq!(
+            compares,
+            vec![
+                Compare::ModRevision("a".to_owned(), 4),
+                Compare::Absent("b".to_owned()),
+                Compare::ModRevision(FENCE_KEY.to_owned(), 9),
+            ]
+        );
+        assert!(!FENCE_KEY.starts_with(DIRECTORY_PREFIX));
+    }
+}

@@ -39,6 +39,7 @@ enum Backend {
 
 struct Env {
     handle: Handle,
+    store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     etcd: Option<EtcdServer>,
     nats: Option<NatsServer>,
@@ -82,7 +83,7 @@ impl Env {
                 (store, Arc::new(bus), Some(etcd), Some(nats), None)
             }
         };
-        let handle = directory::service::start(config(), store, bus.clone())
+        let handle = directory::service::start(config(), store.clone(), bus.clone())
             .await
             .expect("start");
         assert!(
@@ -91,6 +92,7 @@ impl Env {
         );
         Env {
             handle,
+            store,
             bus,
             etcd,
             nats,
@@ -1179,6 +1181,88 @@ async fn bus_get_by_sip_username_and_number(env: Env) {
     assert_eq!(error.code(), v1::BusErrorCode::InvalidArgument);
 }
 
+async fn oversized_change_sets_and_bodies_are_413(env: Env) {
+    let mut small = config();
+    small.repository.max_changes = 10;
+    small.max_body_bytes = 64 * 1024;
+    small.bus_responder = false;
+    let limited = directory::service::start(small, env.store.clone(), env.bus.clone())
+        .await
+        .expect("start");
+    assert!(limited.wait_loaded(Duration::from_secs(10)).await);
+    let model = Directory::from_entries(small_city()).expect("valid");
+    let csv = export_csv(&model, Kind::ClassOfService).expect("csv");
+    let sites = export_csv(&model, Kind::Site).expect("csv");
+    let before = limited.repository().snapshot().map(|s| s.revision);
+    // Fits: the classes of service of the small city (fewer than 10).
+    call(
+        &limited,
+        "POST",
+        "/v1/import?format=csv&kind=class_of_service",
+        Some(TOKEN),
+        Some(&csv),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let users = export_csv(&model, Kind::Trunk).expect("csv");
+    call(
+        &limited,
+        "POST",
+        "/v1/import?format=csv&kind=trunk",
+        Some(TOKEN),
+        Some(&users),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let after_small = limited.repository().snapshot().map(|s| s.revision);
+    assert!(after_small > before);
+    // 6 sites are fine, but the 250 users are too many for one transaction of at most 10.
+    call(
+        &limited,
+        "POST",
+        "/v1/import?format=csv&kind=site",
+        Some(TOKEN),
+        Some(&sites),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let users = export_csv(&model, Kind::User).expect("csv");
+    let revision = limited.repository().snapshot().map(|s| s.revision);
+    let refused = call(
+        &limited,
+        "POST",
+        "/v1/import?format=csv&kind=user",
+        Some(TOKEN),
+        Some(&users),
+    )
+    .await;
+    refused.expect(StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(refused.code(), "too_large");
+    assert!(
+        refused.json()["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("250 changes")
+    );
+    assert_eq!(
+        limited.repository().snapshot().map(|s| s.revision),
+        revision
+    );
+    // A body over the limit is refused before it is parsed.
+    let big = "x".repeat(100 * 1024);
+    let refused = call(
+        &limited,
+        "POST",
+        "/v1/import?format=yaml",
+        Some(TOKEN),
+        Some(&big),
+    )
+    .await;
+    refused.expect(StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(refused.code(), "too_large");
+    limited.shutdown().await;
+}
+
 // ------------------------------------------------------- cases (real etcd and NATS only)
 
 async fn store_outage_answers_503_and_recovers(mut env: Env) {
@@ -1354,6 +1438,7 @@ mod embedded {
         change_events_for_a_put_and_a_delete,
         grpc_crud_and_errors,
         bus_get_by_sip_username_and_number,
+        oversized_change_sets_and_bodies_are_413,
     );
 }
 
@@ -1370,6 +1455,7 @@ mod etcd_nats {
         change_events_for_a_put_and_a_delete,
         grpc_crud_and_errors,
         bus_get_by_sip_username_and_number,
+        oversized_change_sets_and_bodies_are_413,
         store_outage_answers_503_and_recovers,
         a_write_through_one_replica_is_visible_through_another,
     );
