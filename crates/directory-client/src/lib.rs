@@ -7,6 +7,12 @@
 //! `calanque.v1.Entry` per key under `calanque/v1/directory/`), so it needs neither the
 //! service nor the bus to work.
 //!
+//! A stored value that does not decode into a valid entry (a foreign writer, or a newer service
+//! version writing what this one cannot read) is logged, counted ([`DirectoryCache::skipped_values`])
+//! and skipped: the key keeps its last good value, so that version skew never makes a phone
+//! unknown. A watch that reports compaction, fails or ends makes the cache re-list everything
+//! and watch again from the listing's revision, with a backoff of 100 ms doubling to 2 s.
+//!
 //! Reads take a `std::sync::RwLock` for the time of one hash lookup and an `Arc` clone; the
 //! background task takes the write lock once per batch of watch events, never across an
 //! `.await`.

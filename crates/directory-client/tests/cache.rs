@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use directory::import::{CityParams, generate_city};
-use directory::model::{CallCategory, Entry, EntryKey, Kind, UserId};
+use directory::model::{CallCategory, Entry, EntryKey, Kind, SipUsername, UserId};
 use directory::storage::{encode, entry_key, kind_prefix};
 use directory_client::DirectoryCache;
 use store::embedded::EmbeddedStore;
@@ -237,11 +237,23 @@ async fn a_bad_value_is_skipped(backend: &Backend) {
     let user = a_new_user(&city, "U-REAL");
     let misplaced = format!("{}U-ELSEWHERE", kind_prefix(Kind::User));
     store.put(&misplaced, encode(&user), None).await.unwrap();
+    // A bad value over a good one: the cache keeps serving the last good value (a newer
+    // writer's value this version cannot read must not make a phone unknown).
+    let overwritten = city.iter().find(|e| e.kind() == Kind::User).unwrap();
+    store
+        .put(
+            &entry_key(&overwritten.key()),
+            Bytes::from_static(b"\x08\x01garbage"),
+            None,
+        )
+        .await
+        .unwrap();
     let good = a_new_user(&city, "U-GOOD");
     let revision = put_entries(store.as_ref(), std::slice::from_ref(&good)).await;
     wait_for_revision(&cache, revision).await;
 
-    assert_eq!(cache.skipped_values(), 2);
+    assert_eq!(cache.skipped_values(), 3);
+    assert_eq!(cache.entry(&overwritten.key()).as_ref(), Some(overwritten));
     assert!(cache.user("U-GARBAGE").is_none());
     assert!(cache.user("U-ELSEWHERE").is_none());
     assert!(cache.user("U-REAL").is_none());
@@ -249,9 +261,61 @@ async fn a_bad_value_is_skipped(backend: &Backend) {
     assert_eq!(cache.len(), city.len() + 1);
 
     // A cache started on a store holding bad values loads the rest.
+    // (The overwritten user is unreadable there: it has no last good value.)
     let second = DirectoryCache::start(store).await.unwrap();
-    assert_eq!(second.len(), city.len() + 1);
-    assert_eq!(second.skipped_values(), 2);
+    assert_eq!(second.len(), city.len());
+    assert_eq!(second.skipped_values(), 3);
+}
+
+async fn a_device_is_found_by_its_current_sip_username_only(backend: &Backend) {
+    let store = backend.shared();
+    let city = small_city();
+    put_entries(store.as_ref(), &city).await;
+    let cache = DirectoryCache::start(store.clone()).await.unwrap();
+    let mut devices = city.iter().filter_map(|e| match e {
+        Entry::Device(d) => Some(d.clone()),
+        _ => None,
+    });
+    let (first, second) = (devices.next().unwrap(), devices.next().unwrap());
+    let old_username = first.sip_username.clone();
+
+    let mut renamed = first.clone();
+    renamed.sip_username = SipUsername::parse("renamed.desk").unwrap();
+    let revision = put_entries(store.as_ref(), &[Entry::Device(renamed.clone())]).await;
+    wait_for_revision(&cache, revision).await;
+    assert!(
+        cache
+            .device_by_sip_username(old_username.as_str())
+            .is_none()
+    );
+    assert_eq!(
+        cache.device_by_sip_username("renamed.desk").unwrap().id,
+        renamed.id
+    );
+
+    // The freed username moves to another device; deleting the first device leaves it alone.
+    let mut moved = second.clone();
+    moved.sip_username = old_username.clone();
+    put_entries(store.as_ref(), &[Entry::Device(moved.clone())]).await;
+    store
+        .delete(&entry_key(&EntryKey::Device(renamed.id.clone())))
+        .await
+        .unwrap();
+    let (_, now) = store.list_prefix("calanque/v1/directory/").await.unwrap();
+    wait_for_revision(&cache, now).await;
+    assert!(cache.device_by_sip_username("renamed.desk").is_none());
+    assert_eq!(
+        cache
+            .device_by_sip_username(old_username.as_str())
+            .unwrap()
+            .id,
+        moved.id
+    );
+    assert!(
+        cache
+            .device_by_sip_username(second.sip_username.as_str())
+            .is_none()
+    );
 }
 
 /// Delegates to a store, but holds every `watch` call until released: the cache's first
@@ -365,6 +429,7 @@ both_backends!(
     initial_load,
     puts_and_deletes_are_applied,
     a_bad_value_is_skipped,
+    a_device_is_found_by_its_current_sip_username_only,
     compaction_makes_it_reload,
 );
 
