@@ -98,7 +98,7 @@ pub struct Config {
     pub grpc: Option<SocketAddr>,
     /// Accepted admin bearer tokens (at least one).
     pub tokens: Vec<BearerToken>,
-    /// The SIP realm of this PBX (reported by `/readyz`; devices carry their own).
+    /// The SIP realm of this PBX (logged at start; each device carries its own realm).
     pub realm: String,
     /// Largest request body (a bulk import file), in bytes.
     pub max_body_bytes: usize,

@@ -125,6 +125,7 @@ pub async fn start(
     bus: Arc<dyn Bus>,
 ) -> Result<Handle, StartError> {
     config.validate()?;
+    info!(realm = %config.realm, tokens = config.tokens.len(), "directory service starting");
     let repository = Repository::new(store, bus.clone(), config.repository.clone());
     let tokens = Arc::new(config.tokens.clone());
     let mut background = vec![tokio::spawn(repository.clone().follow())];

@@ -38,6 +38,7 @@ enum Backend {
 }
 
 struct Env {
+    backend: Backend,
     handle: Handle,
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
@@ -91,6 +92,7 @@ impl Env {
             "directory not loaded"
         );
         Env {
+            backend,
             handle,
             store,
             bus,
@@ -706,7 +708,8 @@ async fn city_import_in_one_call(env: Env) {
     let took = started.elapsed();
     reply.expect(StatusCode::OK);
     println!(
-        "imported the reference city ({} entries, {} bytes of YAML) in {took:?}",
+        "{:?}: imported the reference city ({} entries, {} bytes of YAML) in {took:?}",
+        env.backend,
         entries.len(),
         yaml.len()
     );
@@ -730,7 +733,11 @@ async fn city_import_in_one_call(env: Env) {
         .call("POST", "/v1/import?format=yaml&mode=replace", Some(&yaml))
         .await;
     again.expect(StatusCode::OK);
-    println!("re-import (no change) took {:?}", started.elapsed());
+    println!(
+        "{:?}: re-import (no change) took {:?}",
+        env.backend,
+        started.elapsed()
+    );
     assert_eq!(again.json()["puts"], json!(0));
     assert_eq!(again.json()["deletes"], json!(0));
     assert_eq!(again.json()["revision"], json!(revision));
