@@ -489,11 +489,71 @@ fn end_to_end_against_a_directory_process() {
     let device: Value = serde_json::from_str(&device).unwrap();
     assert_eq!(device["ha1"]["md5"], expected.md5.as_str());
 
-    // Export gives back the city and the device.
+    // A site and an extension ringing that device.
+    let added = ok(&run(&[
+        "dir",
+        "site",
+        "add",
+        "--id",
+        "S-E2E",
+        "--name",
+        "Test lab",
+        "--range",
+        "2000000-2000099",
+        "--emergency",
+        "112=carrier-a",
+        "--media-policy",
+        "relay",
+    ]));
+    assert_eq!(added, "created site S-E2E\n");
+    let added = ok(&run(&[
+        "dir",
+        "extension",
+        "add",
+        "--number",
+        "2000001",
+        "--site",
+        "S-E2E",
+        "--display-name",
+        "Lab desk",
+        "--cos",
+        "local",
+        "--device",
+        "D-E2E-1",
+    ]));
+    assert_eq!(added, "created extension 2000001\n");
+    let extensions = ok(&run(&[
+        "dir",
+        "extension",
+        "list",
+        "--number-prefix",
+        "20000",
+    ]));
+    let lines: Vec<&str> = extensions.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "NUMBER   SITE   DISPLAY NAME  COS    USER  DEVICES",
+            "2000001  S-E2E  Lab desk      local  -     D-E2E-1",
+        ]
+    );
+    let site_row = ok(&run(&["dir", "site", "list", "--name-prefix", "test l"]));
+    assert!(
+        site_row
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("Test lab  2000000-2000099  relay"),
+        "{site_row}"
+    );
+    let referenced = failed(&run(&["dir", "device", "rm", "D-E2E-1"]));
+    assert!(referenced.contains("422"), "{referenced}");
+
+    // Export gives back the city and what was added.
     let exported = dir.path().join("export.yaml");
     ok(&run(&["dir", "export", "-o", exported.to_str().unwrap()]));
     let back = parse_yaml(&std::fs::read_to_string(&exported).unwrap()).unwrap();
-    assert_eq!(back.entries.len(), city_entries + 1);
+    assert_eq!(back.entries.len(), city_entries + 3);
     let users_csv = ok(&run(&[
         "dir", "export", "--format", "csv", "--kind", "user",
     ]));
