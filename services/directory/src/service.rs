@@ -101,19 +101,30 @@ impl Handle {
     }
 
     /// Stops accepting requests, drains in-flight ones (bounded) and stops the tasks.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for server in self.servers {
+        for server in std::mem::take(&mut self.servers) {
             let abort = server.abort_handle();
             if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
                 warn!("a server did not drain in time");
                 abort.abort();
             }
         }
-        for task in self.background {
+        for task in std::mem::take(&mut self.background) {
             task.abort();
         }
         info!("directory service stopped");
+    }
+}
+
+/// A handle dropped without [`Handle::shutdown`] stops everything at once (no drain), so that
+/// an embedding process never leaks the service's tasks.
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.servers.iter().chain(&self.background) {
+            task.abort();
+        }
     }
 }
 
@@ -126,11 +137,25 @@ pub async fn start(
 ) -> Result<Handle, StartError> {
     config.validate()?;
     info!(realm = %config.realm, tokens = config.tokens.len(), "directory service starting");
+    // Everything that can fail comes first, so that a failed start leaves no task behind.
+    let rest_listener = match config.rest {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
+    let grpc_listener = match config.grpc {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
+    let subscription = if config.bus_responder {
+        Some(api::bus::subscribe(&bus).await?)
+    } else {
+        None
+    };
+
     let repository = Repository::new(store, bus.clone(), config.repository.clone());
     let tokens = Arc::new(config.tokens.clone());
     let mut background = vec![tokio::spawn(repository.clone().follow())];
-    if config.bus_responder {
-        let subscription = api::bus::subscribe(&bus).await?;
+    if let Some(subscription) = subscription {
         background.push(tokio::spawn(api::bus::serve(
             repository.clone(),
             bus.clone(),
@@ -154,13 +179,7 @@ pub async fn start(
     let (shutdown, _) = watch::channel(false);
     let mut servers = Vec::new();
     let mut rest_addr = None;
-    if let Some(address) = config.rest {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|source| StartError::Bind { address, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { address, source })?;
+    if let Some((listener, local)) = rest_listener {
         rest_addr = Some(local);
         let app = router.clone();
         let mut stop = shutdown.subscribe();
@@ -177,13 +196,7 @@ pub async fn start(
         info!(%local, "REST API listening");
     }
     let mut grpc_addr = None;
-    if let Some(address) = config.grpc {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|source| StartError::Bind { address, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { address, source })?;
+    if let Some((listener, local)) = grpc_listener {
         grpc_addr = Some(local);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let service = grpc_service.clone();
@@ -215,6 +228,16 @@ pub async fn start(
         servers,
         background,
     })
+}
+
+async fn bind(address: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { address, source })?;
+    Ok((listener, local))
 }
 
 /// Mirrors readiness into the gRPC health service (checked every second).

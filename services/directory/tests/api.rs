@@ -1270,6 +1270,27 @@ async fn oversized_change_sets_and_bodies_are_413(env: Env) {
     limited.shutdown().await;
 }
 
+async fn a_taken_port_fails_the_start_and_the_service_runs_on(env: Env) {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut conflicting = config();
+    conflicting.rest = Some(taken.local_addr().expect("address"));
+    conflicting.bus_responder = false;
+    let failed = directory::service::start(conflicting, env.store.clone(), env.bus.clone()).await;
+    assert!(
+        matches!(failed, Err(directory::StartError::Bind { .. })),
+        "{failed:?}"
+    );
+    let mut bad = config();
+    bad.tokens.clear();
+    let refused = directory::service::start(bad, env.store.clone(), env.bus.clone()).await;
+    assert!(matches!(refused, Err(directory::StartError::Config(_))));
+    env.call("GET", "/v1/site", None)
+        .await
+        .expect(StatusCode::OK);
+}
+
 // ------------------------------------------------------- cases (real etcd and NATS only)
 
 async fn store_outage_answers_503_and_recovers(mut env: Env) {
@@ -1446,6 +1467,7 @@ mod embedded {
         grpc_crud_and_errors,
         bus_get_by_sip_username_and_number,
         oversized_change_sets_and_bodies_are_413,
+        a_taken_port_fails_the_start_and_the_service_runs_on,
     );
 }
 
@@ -1463,6 +1485,7 @@ mod etcd_nats {
         grpc_crud_and_errors,
         bus_get_by_sip_username_and_number,
         oversized_change_sets_and_bodies_are_413,
+        a_taken_port_fails_the_start_and_the_service_runs_on,
         store_outage_answers_503_and_recovers,
         a_write_through_one_replica_is_visible_through_another,
     );
