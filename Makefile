@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Where the shared corpora live (RFC 4475, PROTOS c07-sip, PJSIP seeds); read at run time.
 export CALANQUE_TESTDATA ?= $(abspath ../shared/testdata)
 
-.PHONY: help deps test test-unit lint lint-ci fmt deny sans-io bench fuzz
+.PHONY: help deps test test-unit lint lint-ci fmt deny sans-io bench bench-directory fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -35,8 +35,12 @@ deny: ## cargo-deny (installed from crates.io when missing)
 fmt: ## Format the tree
 	$(CARGO) fmt --all
 
-bench: deps ## Micro-benchmarks of the SIP core (see BENCHMARKS.md)
+bench: deps ## Micro-benchmarks of the SIP core, then the directory import/lookup bench (BENCHMARKS.md)
 	@scripts/bench.sh
+	@scripts/bench-directory.sh
+
+bench-directory: deps ## Directory: city import through the CLI, bus lookups under load (real etcd + NATS)
+	@scripts/bench-directory.sh
 
 fuzz: ## Run the parser fuzz targets for FUZZ_SECONDS each (default 60; see docs/fuzzing.md)
 	@scripts/fuzz.sh $${FUZZ_SECONDS:-60}
