@@ -746,13 +746,14 @@ async fn embedded_slow_watch_catches_up_from_the_log() {
     }
 }
 
-/// Past the server's limits (here `--max-txn-ops 20000`) a transaction is refused as a whole.
+/// Past the server's limits (`--max-txn-ops`, testkit's `MAX_TXN_OPS`) a transaction is
+/// refused as a whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_txn_over_the_server_limit_is_too_large_and_applies_nothing() {
     let backend = Backend::etcd().await;
     let s = backend.store();
-    let ops: Vec<Op> = (0..20_001)
-        .map(|i| put(&format!("big/{i:05}"), "v"))
+    let ops: Vec<Op> = (0..=testkit::etcd::MAX_TXN_OPS)
+        .map(|i| put(&format!("big/{i:06}"), "v"))
         .collect();
     let refused = s.txn(vec![], ops).await;
     assert!(

@@ -25,6 +25,10 @@ pub struct EtcdServer {
     peer: SocketAddr,
 }
 
+/// The `--max-txn-ops` every calanque etcd member runs with (ADR 0005): the reference city's
+/// 24,662 entries are imported in one transaction.
+pub const MAX_TXN_OPS: usize = 50_000;
+
 impl EtcdServer {
     /// Starts etcd on free loopback ports with a fresh data directory and waits until it
     /// reports healthy (it has elected itself leader).
@@ -74,7 +78,7 @@ impl EtcdServer {
             "--initial-cluster-state",
             "new",
             "--max-txn-ops",
-            "50000",
+            &MAX_TXN_OPS.to_string(),
             "--max-request-bytes",
             "33554432",
             "--heartbeat-interval",
