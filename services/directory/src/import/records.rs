@@ -667,3 +667,27 @@ fn category_to_proto(category: CallCategory) -> i32 {
         CallCategory::Premium => v1::CallCategory::Premium,
     }) as i32
 }
+
+/// Reads one file record (a YAML item or a CSV row) into `set`, or its faults into `errors`:
+/// the one place both formats turn records into entries, so they report faults alike.
+pub(crate) fn collect_record(
+    kind: Kind,
+    value: serde_norway::Value,
+    location: super::Location,
+    set: &mut super::ImportSet,
+    errors: &mut Vec<super::ImportError>,
+) {
+    use super::{ImportError, ImportFault, Imported};
+    let record = match Record::from_value(kind, value) {
+        Ok(record) => record,
+        Err(e) => {
+            errors.push(ImportError::file(Some(location), ImportFault::Record(e)));
+            return;
+        }
+    };
+    let key = record.key_text().to_owned();
+    match record.into_entry() {
+        Ok(entry) => set.entries.push(Imported { location, entry }),
+        Err(e) => errors.extend(ImportError::fields(location, kind, &key, e.0)),
+    }
+}

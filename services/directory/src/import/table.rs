@@ -3,8 +3,8 @@
 
 use serde_norway::{Mapping, Value};
 
-use super::records::{Record, columns};
-use super::{ExportError, ImportError, ImportErrors, ImportFault, ImportSet, Imported, Location};
+use super::records::{Record, collect_record, columns};
+use super::{ExportError, ImportError, ImportErrors, ImportFault, ImportSet, Location};
 use crate::model::{Directory, Kind};
 
 /// Parses a CSV file of `kind` records, checking every row; returns every fault found.
@@ -94,18 +94,13 @@ pub fn parse_csv(kind: Kind, text: &str) -> Result<ImportSet, ImportErrors> {
             };
             mapping.insert(Value::String(header.to_owned()), value);
         }
-        let record = match Record::from_value(kind, Value::Mapping(mapping)) {
-            Ok(record) => record,
-            Err(e) => {
-                errors.push(ImportError::file(Some(location), ImportFault::Record(e)));
-                continue;
-            }
-        };
-        let key = record.key_text().to_owned();
-        match record.into_entry() {
-            Ok(entry) => set.entries.push(Imported { location, entry }),
-            Err(e) => errors.extend(ImportError::fields(location, kind, &key, e.0)),
-        }
+        collect_record(
+            kind,
+            Value::Mapping(mapping),
+            location,
+            &mut set,
+            &mut errors,
+        );
     }
     if errors.is_empty() {
         Ok(set)

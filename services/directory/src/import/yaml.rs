@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
-use super::records::Record;
-use super::{ExportError, ImportError, ImportErrors, ImportFault, ImportSet, Imported, Location};
+use super::records::{Record, collect_record};
+use super::{ExportError, ImportError, ImportErrors, ImportFault, ImportSet, Location};
 use crate::model::{Directory, Kind};
 
 /// The document's shape: a list of (not yet checked) records per kind; absent sections are
@@ -57,18 +57,7 @@ pub fn parse_yaml(text: &str) -> Result<ImportSet, ImportErrors> {
         set.entries.reserve(values.len());
         for (index, value) in values.into_iter().enumerate() {
             let location = Location::Item { kind, index };
-            let record = match Record::from_value(kind, value) {
-                Ok(record) => record,
-                Err(e) => {
-                    errors.push(ImportError::file(Some(location), ImportFault::Record(e)));
-                    continue;
-                }
-            };
-            let key = record.key_text().to_owned();
-            match record.into_entry() {
-                Ok(entry) => set.entries.push(Imported { location, entry }),
-                Err(e) => errors.extend(ImportError::fields(location, kind, &key, e.0)),
-            }
+            collect_record(kind, value, location, &mut set, &mut errors);
         }
     }
     if errors.is_empty() {
