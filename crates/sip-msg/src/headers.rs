@@ -51,6 +51,14 @@ impl Headers {
             .map(|h| h.value.as_str())
     }
 
+    /// The first field value with this name, to edit in place.
+    pub(crate) fn first_value_mut(&mut self, name: &HeaderName) -> Option<&mut String> {
+        self.0
+            .iter_mut()
+            .find(|h| &h.name == name)
+            .map(|h| &mut h.value)
+    }
+
     /// Every field value with this name, in order.
     pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
         self.0

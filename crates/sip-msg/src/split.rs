@@ -35,6 +35,18 @@ pub(crate) fn split_list(value: &str) -> Option<Vec<&str>> {
     items.iter().all(|s| !s.is_empty()).then_some(items)
 }
 
+/// Index of the first comma outside quotes and `<…>`, when the value is a list of several.
+pub(crate) fn first_top_level_comma(value: &str) -> Option<usize> {
+    let mut items = TopLevel {
+        value,
+        sep: b',',
+        pos: 0,
+        done: false,
+    };
+    let first = items.next()?;
+    (!items.done).then_some(first.len())
+}
+
 /// Iterator form of [`split_top_level`].
 struct TopLevel<'a> {
     value: &'a str,

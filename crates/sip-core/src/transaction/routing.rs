@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use sip_msg::{HeaderName, Headers, Host, Transport, Via};
+use sip_msg::{Headers, Host, Transport, Via};
 
 /// The port a sent-by without one implies (§18.2.2, §19.1.2).
 pub(crate) fn default_port(transport: &Transport) -> u16 {
@@ -21,7 +21,7 @@ pub(crate) fn default_port(transport: &Transport) -> u16 {
 pub(crate) fn stamp_received(headers: &mut Headers, via: Via, source: SocketAddr) -> Via {
     let (via, changed) = with_received(via, source);
     if changed {
-        replace_top_via(headers, &via);
+        headers.replace_top_via(&via);
     }
     via
 }
@@ -42,53 +42,6 @@ pub(crate) fn with_received(mut via: Via, source: SocketAddr) -> (Via, bool) {
         via.params.set("rport", Some(&source.port().to_string()));
     }
     (via, true)
-}
-
-/// Replaces the first value of the first Via line by `via`, keeping the line's other values.
-fn replace_top_via(headers: &mut Headers, via: &Via) {
-    let Some(line) = headers.get(&HeaderName::Via) else {
-        return;
-    };
-    let rest = first_top_level_comma(line).map(|i| line[i..].to_owned());
-    let mut value = via.to_string();
-    if let Some(rest) = rest {
-        value.push_str(&rest);
-    }
-    // Rebuild the header list with the first Via line replaced, order preserved.
-    let mut replaced = false;
-    let rebuilt: Headers = headers
-        .iter()
-        .map(|h| {
-            if !replaced && h.name == HeaderName::Via {
-                replaced = true;
-                sip_msg::Header {
-                    name: HeaderName::Via,
-                    value: value.clone(),
-                }
-            } else {
-                h.clone()
-            }
-        })
-        .collect();
-    *headers = rebuilt;
-}
-
-/// Index of the first comma outside quotes and `<…>`.
-fn first_top_level_comma(value: &str) -> Option<usize> {
-    let bytes = value.as_bytes();
-    let (mut in_quotes, mut in_angle, mut i) = (false, false, 0);
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if in_quotes => i += 1,
-            b'"' => in_quotes = !in_quotes,
-            b'<' if !in_quotes => in_angle = true,
-            b'>' if !in_quotes => in_angle = false,
-            b',' if !in_quotes && !in_angle => return Some(i),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }
 
 /// Where responses to a request go (§18.2.2 with RFC 3581), from its stamped top Via:
@@ -116,6 +69,7 @@ pub(crate) fn response_destination(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sip_msg::HeaderName;
 
     fn headers_with(via_line: &str) -> Headers {
         let mut h = Headers::new();
@@ -183,14 +137,5 @@ mod tests {
             src("203.0.113.9:40001")
         );
         assert_eq!(default_port(&Transport::Tls), 5061);
-    }
-
-    #[test]
-    fn commas_inside_quotes_do_not_split() {
-        assert_eq!(
-            first_top_level_comma(r#"SIP/2.0/UDP a;x="1,2", SIP/2.0/UDP b"#),
-            Some(21)
-        );
-        assert_eq!(first_top_level_comma("SIP/2.0/UDP a"), None);
     }
 }

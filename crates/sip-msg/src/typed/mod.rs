@@ -26,7 +26,7 @@ pub use via::{BRANCH_MAGIC_COOKIE, Transport, Via};
 
 use crate::header_name::HeaderName;
 use crate::headers::Headers;
-use crate::split::split_commas;
+use crate::split::{first_top_level_comma, split_commas};
 
 /// A header value that does not match its grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,13 +59,22 @@ impl Headers {
         let Some(line) = self.get(&HeaderName::Via) else {
             return Ok(None);
         };
-        let first = split_commas(line)
-            .into_iter()
-            .next()
-            .ok_or(HeaderError::new(HeaderName::Via))?;
+        let first = line[..first_top_level_comma(line).unwrap_or(line.len())].trim();
         Via::parse(first)
             .map(Some)
             .ok_or(HeaderError::new(HeaderName::Via))
+    }
+
+    /// Replaces the topmost Via value by `via`, in place, keeping the other values of its
+    /// line (what a server does when it stamps `received`/`rport`, RFC 3261 §18.2.1, RFC 3581).
+    /// Returns false when there is no Via.
+    pub fn replace_top_via(&mut self, via: &Via) -> bool {
+        let Some(line) = self.first_value_mut(&HeaderName::Via) else {
+            return false;
+        };
+        let rest = first_top_level_comma(line).map_or("", |i| &line[i..]);
+        *line = format!("{via}{rest}");
+        true
     }
 
     pub fn cseq(&self) -> Result<Option<CSeq>, HeaderError> {
@@ -119,5 +128,30 @@ impl Headers {
             return Err(HeaderError::new(name));
         }
         parse(first).map(Some).ok_or(HeaderError::new(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacing_the_top_via_keeps_the_rest_of_its_line_and_quoted_commas() {
+        let mut h = Headers::new();
+        h.push(
+            HeaderName::Via,
+            r#"SIP/2.0/UDP a;branch=z9hG4bK1;x="1,2", SIP/2.0/UDP b;branch=z9hG4bK2"#,
+        );
+        h.push(HeaderName::Via, "SIP/2.0/UDP c;branch=z9hG4bK3");
+        let mut top = h.top_via().unwrap().unwrap();
+        assert_eq!(top.params.value("x"), Some("\"1,2\""));
+        top.params.set("received", Some("192.0.2.7"));
+        assert!(h.replace_top_via(&top));
+        let vias = h.vias().unwrap();
+        assert_eq!(vias.len(), 3);
+        assert_eq!(vias[0], top);
+        assert_eq!(vias[1].branch(), Some("z9hG4bK2"));
+        assert_eq!(vias[2].branch(), Some("z9hG4bK3"));
+        assert!(!Headers::new().replace_top_via(&top));
     }
 }
