@@ -5,7 +5,12 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["calanque/v1/directory.proto", "calanque/v1/bus.proto"].map(|f| root.join(f));
+    let files = [
+        "calanque/v1/directory.proto",
+        "calanque/v1/bus.proto",
+        "calanque/v1/edge.proto",
+    ]
+    .map(|f| root.join(f));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

@@ -30,6 +30,31 @@ pub const DIRECTORY_CHANGED_ALL: &str = "calanque.v1.directory.changed.>";
 /// Queue group of the directory service's replicas (they share requests).
 pub const DIRECTORY_QUEUE_GROUP: &str = "directory";
 
+/// `calanque.v1.edge.bans`: [`crate::v1::Ban`] events, published by the edge replica that bans a
+/// source and applied by every replica (a ban reaches all edges within a second).
+pub const EDGE_BANS: &str = "calanque.v1.edge.bans";
+
+/// `calanque.v1.callcontrol.requests`: [`crate::v1::EdgeRequest`], out-of-dialog requests the
+/// edges hand to call-control (queue group [`CALL_CONTROL_QUEUE_GROUP`]). Call-control answers
+/// on the edge's [`edge_responses`] subject.
+pub const CALL_CONTROL_REQUESTS: &str = "calanque.v1.callcontrol.requests";
+
+/// Queue group of the call-control replicas (they share new requests).
+pub const CALL_CONTROL_QUEUE_GROUP: &str = "call-control";
+
+/// `calanque.v1.edge.<edge-id>.responses`: [`crate::v1::EdgeResponse`] for the server
+/// transactions that edge holds.
+pub fn edge_responses(edge_id: &str) -> String {
+    format!("{PREFIX}.edge.{edge_id}.responses")
+}
+
+/// `calanque.v1.edge.<edge-id>.deliver`: [`crate::v1::FlowDelivery`], messages that edge must
+/// send over a connection it holds, or responses that arrived for its transactions on another
+/// edge's connection.
+pub fn edge_deliver(edge_id: &str) -> String {
+    format!("{PREFIX}.edge.{edge_id}.deliver")
+}
+
 /// Full protobuf type names, the values of [`TYPE_HEADER`].
 pub mod types {
     /// [`crate::v1::DirectoryChange`].
@@ -40,6 +65,14 @@ pub mod types {
     pub const GET_RESPONSE: &str = "calanque.v1.GetResponse";
     /// [`crate::v1::BusError`].
     pub const BUS_ERROR: &str = "calanque.v1.BusError";
+    /// [`crate::v1::Ban`].
+    pub const BAN: &str = "calanque.v1.Ban";
+    /// [`crate::v1::EdgeRequest`].
+    pub const EDGE_REQUEST: &str = "calanque.v1.EdgeRequest";
+    /// [`crate::v1::EdgeResponse`].
+    pub const EDGE_RESPONSE: &str = "calanque.v1.EdgeResponse";
+    /// [`crate::v1::FlowDelivery`].
+    pub const FLOW_DELIVERY: &str = "calanque.v1.FlowDelivery";
 }
 
 /// Every entry kind that has a subject token, in the proto's order.
@@ -108,7 +141,13 @@ mod tests {
     use super::*;
 
     fn all_subjects() -> Vec<String> {
-        let mut subjects = vec![DIRECTORY_GET.to_owned()];
+        let mut subjects = vec![
+            DIRECTORY_GET.to_owned(),
+            EDGE_BANS.to_owned(),
+            CALL_CONTROL_REQUESTS.to_owned(),
+            edge_responses("edge-1"),
+            edge_deliver("edge-1"),
+        ];
         subjects.extend(ENTRY_KINDS.iter().filter_map(|k| directory_changed(*k)));
         subjects
     }
@@ -116,7 +155,7 @@ mod tests {
     #[test]
     fn every_publish_subject_is_a_valid_versioned_nats_subject() {
         let subjects = all_subjects();
-        assert_eq!(subjects.len(), 1 + ENTRY_KINDS.len());
+        assert_eq!(subjects.len(), 5 + ENTRY_KINDS.len());
         for subject in subjects {
             assert!(is_valid_subject(&subject, false), "{subject}");
             assert!(subject.starts_with("calanque.v1."), "{subject}");
@@ -168,5 +207,9 @@ mod tests {
         assert_eq!(types::GET_REQUEST, crate::v1::GetRequest::full_name());
         assert_eq!(types::GET_RESPONSE, crate::v1::GetResponse::full_name());
         assert_eq!(types::BUS_ERROR, crate::v1::BusError::full_name());
+        assert_eq!(types::BAN, crate::v1::Ban::full_name());
+        assert_eq!(types::EDGE_REQUEST, crate::v1::EdgeRequest::full_name());
+        assert_eq!(types::EDGE_RESPONSE, crate::v1::EdgeResponse::full_name());
+        assert_eq!(types::FLOW_DELIVERY, crate::v1::FlowDelivery::full_name());
     }
 }

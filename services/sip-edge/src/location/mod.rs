@@ -1,0 +1,1 @@
+//! Location service: placeholder, being written.
