@@ -30,7 +30,7 @@ pub use params::Params;
 pub use parse::{ParseError, ParseErrorKind, Verdict, parse_datagram};
 pub use response::build_response;
 pub use status::StatusCode;
-pub use stream::{Frame, StreamError, StreamFramer, StreamLimits};
+pub use stream::{Frame, RawFrame, StreamError, StreamFramer, StreamLimits};
 pub use typed::{
     CSeq, Contacts, ContentType, Event, HeaderError, NameAddr, Replaces, SubscriptionState,
     Transport, Via,

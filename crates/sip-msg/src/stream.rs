@@ -47,6 +47,19 @@ pub enum Frame {
     Pong,
 }
 
+/// One unit read off the stream by [`StreamFramer::next_raw`]: framed but not parsed, for a
+/// receiver that parses elsewhere (the edge parses in its transaction layer, which answers
+/// unparseable requests the same way for every transport).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawFrame {
+    /// The bytes of one message (header section and Content-Length bytes of body).
+    Message(Vec<u8>),
+    /// A CRLFCRLF keep-alive ping: answer with a single CRLF pong.
+    Ping,
+    /// A single CRLF (a pong, or a stray CRLF to ignore).
+    Pong,
+}
+
 /// A framing fault: the connection must be closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
@@ -175,6 +188,19 @@ impl StreamFramer {
     /// A `Some(Err(_))` is returned once; the connection must then be closed.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Result<Frame, StreamError>> {
+        let raw = self.next_raw()?;
+        Some(raw.map(|frame| match frame {
+            RawFrame::Message(bytes) => match parse_stream_frame(&bytes) {
+                Ok(msg) => Frame::Message(msg),
+                Err(e) => Frame::Invalid(e),
+            },
+            RawFrame::Ping => Frame::Ping,
+            RawFrame::Pong => Frame::Pong,
+        }))
+    }
+
+    /// Like [`next`](Self::next) but hands out each message's bytes unparsed.
+    pub fn next_raw(&mut self) -> Option<Result<RawFrame, StreamError>> {
         match std::mem::replace(&mut self.state, State::Open) {
             State::Open => {}
             State::Failed(e) => {
@@ -213,7 +239,7 @@ impl StreamFramer {
         }
     }
 
-    fn next_frame(&mut self) -> Result<Option<Frame>, StreamError> {
+    fn next_frame(&mut self) -> Result<Option<RawFrame>, StreamError> {
         let data = &self.buf[self.start..];
         if data.is_empty() {
             return Ok(None);
@@ -222,14 +248,14 @@ impl StreamFramer {
             match data {
                 [b'\r', b'\n', b'\r', b'\n', ..] => {
                     self.consume(4);
-                    return Ok(Some(Frame::Ping));
+                    return Ok(Some(RawFrame::Ping));
                 }
                 // Not enough bytes to tell a pong from the first half of a ping.
                 [b'\r'] | [b'\r', b'\n', b'\r'] => return Ok(None),
                 [b'\r', b'\n'] if !self.report_lone_crlf => return Ok(None),
                 [b'\r', b'\n', ..] => {
                     self.consume(2);
-                    return Ok(Some(Frame::Pong));
+                    return Ok(Some(RawFrame::Pong));
                 }
                 // Anything else must be a start line; read_head checks it.
                 _ => {}
@@ -246,10 +272,7 @@ impl StreamFramer {
         let Some(frame) = data.get(..frame_len) else {
             return Ok(None);
         };
-        let frame = match parse_stream_frame(frame) {
-            Ok(msg) => Frame::Message(msg),
-            Err(e) => Frame::Invalid(e),
-        };
+        let frame = RawFrame::Message(frame.to_vec());
         self.consume(frame_len);
         Ok(Some(frame))
     }
