@@ -19,6 +19,9 @@ have protoc || need_apt+=(protobuf-compiler)
 # etcd: the durable store in cluster mode; integration tests start real members.
 have etcd || need_apt+=(etcd-server)
 have python3 || need_apt+=(python3 python3-pip)
+# SIPp (crates/testkit/src/sipp.rs, e2e/sipp/) and sipvicious (svmap/svwar scans).
+have sipp || need_apt+=(sip-tester)
+have svmap || have sipvicious_svmap || need_apt+=(sipvicious)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   sudo=""

@@ -3,5 +3,7 @@
 //! stops them when the guard drops — also when a test panics.
 
 pub mod etcd;
+pub mod kamailio;
 pub mod nats;
 pub mod process;
+pub mod sipp;
