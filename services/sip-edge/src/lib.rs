@@ -6,15 +6,28 @@
 //! the bus while keeping the transaction, and protects itself from floods and scanners.
 //!
 //! ```text
-//! sockets ──▶ transport ──▶ engine (protection, TransactionLayer, timers) ──▶ registrar / options / core routing
-//!                 ▲                         │
-//!                 └──────── Transmit ◀──────┘
+//! sockets ─▶ transport ─▶ engine: protection ─▶ TransactionLayer ─▶ registrar │ OPTIONS │ call-control (bus)
+//!               ▲                                      │
+//!               └──────────────── Transmit ◀───────────┘
 //! ```
 //!
 //! Files: `config`, `clock`, `transport/` (UDP, TCP, TLS listeners and connections),
-//! `engine` (the one task that owns the transaction layer), `registrar` (authentication and the
-//! location update), `location/` (bindings in the store), `protection/` (rate limits, bans,
-//! scanners, lockouts), `core_routing` (the bus to call-control), `service` (wiring, drain).
+//! `engine` (the one task that owns the transaction layer), `auth` (digest against the
+//! directory), `registrar` (the location update), `location/` (bindings in the store),
+//! `protection/` (rate limits, bans, scanners, lockouts), `core_routing` (the bus to
+//! call-control), `service` (wiring, drain).
 
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod core_routing;
+mod engine;
 pub mod location;
 pub mod protection;
+pub mod registrar;
+pub mod service;
+mod tags;
+pub mod transport;
+
+pub use config::EdgeConfig;
+pub use service::{EdgeHandle, StartError, start};

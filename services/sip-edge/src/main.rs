@@ -1,1 +1,204 @@
-fn main() {}
+//! `calanque-sip-edge`: the SIP edge binary (flags → config → store and bus → run until
+//! SIGTERM/SIGINT → graceful drain).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use directory::{BusSpec, StoreSpec};
+use sip_core::digest::Algorithm;
+use sip_edge::EdgeConfig;
+use sip_edge::config::TlsFiles;
+use sip_edge::transport::ListenSpec;
+
+/// The calanque SIP edge.
+#[derive(Debug, Parser)]
+#[command(name = "calanque-sip-edge", version)]
+struct Args {
+    /// This replica's unique name (the pod name in Kubernetes).
+    #[arg(long, env = "CALANQUE_EDGE_ID", default_value = "edge-1")]
+    edge_id: String,
+    /// `udp:IP:PORT`, `tcp:IP:PORT` or `tls:IP:PORT`; repeat for several.
+    #[arg(
+        long = "listen",
+        env = "CALANQUE_SIP_LISTEN",
+        value_delimiter = ',',
+        required = true
+    )]
+    listen: Vec<ListenSpec>,
+    /// PEM certificate chain for tls: listeners.
+    #[arg(long, env = "CALANQUE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for tls: listeners.
+    #[arg(long, env = "CALANQUE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// etcd endpoints (cluster mode), comma-separated.
+    #[arg(long, env = "CALANQUE_ETCD", conflicts_with = "data_dir")]
+    etcd: Option<String>,
+    /// Directory of the embedded store (all-in-one mode).
+    #[arg(long, env = "CALANQUE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// NATS servers, comma-separated; without it the bus is in-process (all-in-one).
+    #[arg(long, env = "CALANQUE_NATS")]
+    nats: Option<String>,
+    /// The digest realm the directory's HA1s were computed with.
+    #[arg(long, env = "CALANQUE_REALM", default_value = "calanque")]
+    realm: String,
+    /// The SIP domain of every AOR (defaults to the realm).
+    #[arg(long, env = "CALANQUE_DOMAIN")]
+    domain: Option<String>,
+    /// 64 hex characters signing nonces, the same on every replica (else random: nonces then
+    /// only work on this replica).
+    #[arg(long, env = "CALANQUE_NONCE_KEY", hide_env_values = true)]
+    nonce_key: Option<String>,
+    /// Digest algorithms offered, in order.
+    #[arg(
+        long,
+        env = "CALANQUE_DIGEST_ALGORITHMS",
+        value_delimiter = ',',
+        default_value = "SHA-256,MD5"
+    )]
+    digest_algorithms: Vec<String>,
+    #[arg(long, default_value_t = 60)]
+    min_expires: u32,
+    #[arg(long, default_value_t = 3600)]
+    max_expires: u32,
+    #[arg(long, default_value_t = 3600)]
+    default_expires: u32,
+    /// Networks exempt from rate-limit and authentication-failure bans (CIDR, repeatable).
+    #[arg(
+        long = "trusted-network",
+        env = "CALANQUE_TRUSTED_NETWORKS",
+        value_delimiter = ','
+    )]
+    trusted_networks: Vec<ipnet::IpNet>,
+    /// Requests per second one source address may send (sustained).
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Token-bucket depth of the per-source rate limit.
+    #[arg(long)]
+    rate_burst: Option<u32>,
+    /// How long a ban lasts, in seconds.
+    #[arg(long)]
+    ban_seconds: Option<u64>,
+    /// Longest graceful drain after SIGTERM, in seconds.
+    #[arg(long, default_value_t = 25)]
+    drain_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let config = config_from(&args)?;
+    let store = match (&args.etcd, &args.data_dir) {
+        (Some(endpoints), _) => format!("etcd:{endpoints}"),
+        (None, Some(dir)) => format!("embedded:{}", dir.join("calanque.redb").display()),
+        (None, None) => bail!("give --etcd (cluster) or --data-dir (all-in-one)"),
+    };
+    let store: StoreSpec = store.parse().context("the store")?;
+    let bus: BusSpec = args
+        .nats
+        .clone()
+        .unwrap_or_else(|| "in-process".into())
+        .parse()
+        .context("the bus")?;
+    if let Some(dir) = &args.data_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let (store, bus) = directory::build(&store, &bus)
+        .await
+        .context("opening the store and the bus")?;
+    let edge = sip_edge::start(config, store, bus)
+        .await
+        .context("starting the edge")?;
+    tracing::info!("sip-edge ready");
+    wait_for_signal().await;
+    tracing::info!("signal received: draining");
+    edge.drain().await;
+    Ok(())
+}
+
+fn config_from(args: &Args) -> anyhow::Result<EdgeConfig> {
+    let nonce_key = match &args.nonce_key {
+        Some(hex_key) => {
+            let bytes = hex::decode(hex_key.trim()).context("--nonce-key is not hex")?;
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| anyhow::anyhow!("--nonce-key must be 32 bytes (64 hex characters)"))?
+        }
+        None => {
+            tracing::warn!("no --nonce-key: nonces are valid on this replica only");
+            rand::random()
+        }
+    };
+    let mut config = EdgeConfig::new(args.edge_id.clone(), args.realm.clone(), nonce_key);
+    config.listen = args.listen.clone();
+    if let Some(domain) = &args.domain {
+        config.domain = domain.clone();
+    }
+    config.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(certificate), Some(key)) => Some(TlsFiles {
+            certificate: certificate.clone(),
+            key: key.clone(),
+        }),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    config.digest_algorithms = args
+        .digest_algorithms
+        .iter()
+        .map(|name| {
+            Algorithm::from_token(name.trim())
+                .with_context(|| format!("unknown digest algorithm {name:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if config.digest_algorithms.is_empty() {
+        bail!("--digest-algorithms needs at least one algorithm");
+    }
+    config.registrar.min_expires = args.min_expires;
+    config.registrar.max_expires = args.max_expires;
+    config.registrar.default_expires = args.default_expires;
+    if config.registrar.min_expires > config.registrar.max_expires {
+        bail!("--min-expires is above --max-expires");
+    }
+    config.protection.trusted_networks = args.trusted_networks.clone();
+    if let Some(rate) = args.rate_limit {
+        config.protection.rate_per_second = rate;
+    }
+    if let Some(burst) = args.rate_burst {
+        config.protection.burst = burst;
+    }
+    if let Some(secs) = args.ban_seconds {
+        config.protection.ban_duration = Duration::from_secs(secs);
+    }
+    config.drain_timeout = Duration::from_secs(args.drain_timeout);
+    Ok(config)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

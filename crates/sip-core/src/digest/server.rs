@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -17,8 +19,11 @@ use super::{Algorithm, DigestError, Ha1, ResponseInput, compute_response};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Bytes of a decoded nonce: an 8-byte big-endian timestamp and a 32-byte HMAC.
-const NONCE_LEN: usize = 8 + 32;
+/// Bytes of a decoded nonce: an 8-byte big-endian timestamp, an 8-byte salt and a 32-byte
+/// HMAC of both. The salt makes every challenge's nonce unique: without it, every
+/// client challenged in the same second would share a nonce, and the nonce-count replay check
+/// (keyed by nonce) would refuse all but the first of them.
+const NONCE_LEN: usize = 8 + 8 + 32;
 
 /// Nonces dated this far in the future are still accepted: replicas' clocks differ a little.
 const MAX_CLOCK_SKEW_SECS: u64 = 30;
@@ -31,6 +36,9 @@ pub struct DigestServer {
     key: [u8; 32],
     nonce_lifetime: Duration,
     allowed: Vec<Algorithm>,
+    /// Makes nonces unique: `salt_seed + n` for the n-th nonce of this server (and its clones).
+    salt_seed: u64,
+    issued: Arc<AtomicU64>,
 }
 
 /// A successful verification.
@@ -64,7 +72,17 @@ impl DigestServer {
             key,
             nonce_lifetime,
             allowed: Algorithm::ALL.to_vec(),
+            salt_seed: 0,
+            issued: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Seeds the salt that makes each nonce unique. Replicas sharing a key should use
+    /// different (e.g. random) seeds so that their nonces differ too; the core itself draws no
+    /// randomness.
+    pub fn with_salt_seed(mut self, seed: u64) -> DigestServer {
+        self.salt_seed = seed;
+        self
     }
 
     /// Restricts the algorithms accepted in credentials (e.g. to refuse MD5 on a site).
@@ -77,20 +95,24 @@ impl DigestServer {
         &self.realm
     }
 
-    fn mac(&self, timestamp: u64) -> HmacSha256 {
+    fn mac(&self, timestamp: u64, salt: &[u8]) -> HmacSha256 {
         // new_from_slice only fails for key lengths HMAC cannot take; 32 bytes is always valid.
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key)
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
         mac.update(&timestamp.to_be_bytes());
+        mac.update(salt);
         mac.update(self.realm.as_bytes());
         mac
     }
 
-    /// A nonce dated `now_unix_secs`.
+    /// A fresh nonce dated `now_unix_secs` (unique: it carries a per-nonce salt).
     pub fn nonce(&self, now_unix_secs: u64) -> String {
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        let salt = self.salt_seed.wrapping_add(n).to_be_bytes();
         let mut raw = Vec::with_capacity(NONCE_LEN);
         raw.extend_from_slice(&now_unix_secs.to_be_bytes());
-        raw.extend_from_slice(&self.mac(now_unix_secs).finalize().into_bytes());
+        raw.extend_from_slice(&salt);
+        raw.extend_from_slice(&self.mac(now_unix_secs, &salt).finalize().into_bytes());
         URL_SAFE_NO_PAD.encode(raw)
     }
 
@@ -102,12 +124,13 @@ impl DigestServer {
         if raw.len() != NONCE_LEN {
             return Err(DigestError::ForgedNonce);
         }
-        let (ts_bytes, tag) = raw.split_at(8);
+        let (ts_bytes, rest) = raw.split_at(8);
+        let (salt, tag) = rest.split_at(8);
         let mut ts = [0u8; 8];
         ts.copy_from_slice(ts_bytes);
         let timestamp = u64::from_be_bytes(ts);
         // verify_slice compares in constant time.
-        self.mac(timestamp)
+        self.mac(timestamp, salt)
             .verify_slice(tag)
             .map_err(|_| DigestError::ForgedNonce)?;
         if timestamp > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
@@ -244,7 +267,7 @@ impl DigestServer {
     }
 
     fn stand_in_ha1(&self, algorithm: Algorithm, username: &str) -> Ha1 {
-        let mut mac = self.mac(0);
+        let mut mac = self.mac(0, b"stand-in");
         mac.update(username.as_bytes());
         let secret = hex::encode(mac.finalize().into_bytes());
         super::ha1(algorithm, username, &self.realm, &secret)
@@ -330,6 +353,28 @@ mod tests {
             s.check_nonce("not base64!", 1_000),
             Err(DigestError::ForgedNonce)
         );
+    }
+
+    #[test]
+    fn nonces_issued_in_the_same_second_differ_and_all_verify() {
+        let s = DigestServer::new("r", [1; 32], Duration::from_secs(300)).with_salt_seed(42);
+        let clone = s.clone();
+        let nonces: std::collections::HashSet<String> = (0..100)
+            .map(|i| {
+                if i % 2 == 0 {
+                    s.nonce(1_000)
+                } else {
+                    clone.nonce(1_000)
+                }
+            })
+            .collect();
+        assert_eq!(nonces.len(), 100, "a nonce was issued twice");
+        for n in &nonces {
+            assert_eq!(s.check_nonce(n, 1_000), Ok((1_000, false)));
+        }
+        let other_seed =
+            DigestServer::new("r", [1; 32], Duration::from_secs(300)).with_salt_seed(7);
+        assert!(!nonces.contains(&other_seed.nonce(1_000)));
     }
 
     #[test]

@@ -1,0 +1,621 @@
+//! The one task that owns the transaction layer: it takes what the transports received
+//! (after the protection check), runs the layer's timers, sends what the layer asks, and acts
+//! as the transaction user: REGISTER to the registrar, OPTIONS answered here, everything else
+//! handed to call-control. Work that waits (store writes, bus hand-offs) runs in tasks that
+//! send their answer back as a [`Command`], so the layer never waits on I/O.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use sip_core::Transmit;
+use sip_core::transaction::{Event, Input, Output, TransactionKey, TransactionLayer};
+use sip_msg::{
+    HeaderName, Method, Request, Response, SipMessage, StatusCode, Transport, build_response,
+};
+use tokio::sync::mpsc;
+
+use crate::auth::{AuthOutcome, Authenticator, ChallengeKind};
+use crate::clock;
+use crate::config::EdgeConfig;
+use crate::core_routing::CoreRouter;
+use crate::location::{LocationService, RegistrationContext};
+use crate::protection::sync::BanPublisher;
+use crate::protection::{Admission, Protection};
+use crate::transport::{Received, TransportEvent, Transports};
+
+/// What tasks and other parts of the edge ask of the engine.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// The answer to a server transaction, computed by a task (the registrar's update).
+    Respond {
+        key: TransactionKey,
+        response: Box<Response>,
+    },
+    /// A response from call-control for the transaction it was handed as `handle`.
+    CoreResponse { handle: u64, message: Bytes },
+    /// Call-control did not take the request handed as `handle`: answer 503.
+    CoreUnavailable { handle: u64 },
+    /// Send this over a connection we hold (asked by another edge).
+    Deliver(Transmit),
+    /// SIGTERM: stop taking new transactions, finish those in flight, then stop.
+    Drain,
+}
+
+/// Methods the edge and call-control handle, for Allow in answers to OPTIONS.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
+
+/// Seconds a client is told to wait (Retry-After) when the edge drains or call-control is away.
+const RETRY_AFTER_SECS: u32 = 5;
+
+/// Events handled per wake-up before outputs are flushed and timers checked.
+const EVENT_BATCH: usize = 64;
+
+pub(crate) struct Engine {
+    config: Arc<EdgeConfig>,
+    layer: TransactionLayer,
+    transports: Transports,
+    auth: Authenticator,
+    protection: Arc<Mutex<Protection>>,
+    location: LocationService,
+    core: CoreRouter,
+    commands: mpsc::Receiver<Command>,
+    command_tx: mpsc::Sender<Command>,
+    events: mpsc::Receiver<TransportEvent>,
+    /// Locally decided bans, to the ban-sharing task.
+    bans: BanPublisher,
+    /// Server transactions not yet finally answered (what a drain waits for).
+    unanswered: HashSet<TransactionKey>,
+    /// Requests handed to call-control, by handle (kept to answer them if call-control
+    /// cannot: 503, or 487 after a CANCEL).
+    core_pending: HashMap<u64, (TransactionKey, Request)>,
+    core_handles: HashMap<TransactionKey, u64>,
+    next_handle: u64,
+    draining: Option<Instant>,
+    /// When the last unanswered transaction was answered during a drain.
+    quiet_since: Option<Instant>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("edge_id", &self.config.edge_id)
+            .field("transactions", &self.layer.transaction_count())
+            .field("unanswered", &self.unanswered.len())
+            .finish()
+    }
+}
+
+/// What the engine needs, built by the service.
+pub(crate) struct EngineParts {
+    pub config: Arc<EdgeConfig>,
+    pub transports: Transports,
+    pub auth: Authenticator,
+    pub protection: Arc<Mutex<Protection>>,
+    pub location: LocationService,
+    pub core: CoreRouter,
+    pub commands: mpsc::Receiver<Command>,
+    pub command_tx: mpsc::Sender<Command>,
+    pub events: mpsc::Receiver<TransportEvent>,
+    pub bans: BanPublisher,
+}
+
+impl Engine {
+    pub(crate) fn new(parts: EngineParts) -> Engine {
+        let mut tx_config = parts.config.transactions.clone();
+        tx_config.id_seed = rand::random();
+        Engine {
+            layer: TransactionLayer::new(tx_config, clock::monotonic()),
+            config: parts.config,
+            transports: parts.transports,
+            auth: parts.auth,
+            protection: parts.protection,
+            location: parts.location,
+            core: parts.core,
+            commands: parts.commands,
+            command_tx: parts.command_tx,
+            events: parts.events,
+            bans: parts.bans,
+            unanswered: HashSet::new(),
+            core_pending: HashMap::new(),
+            core_handles: HashMap::new(),
+            next_handle: 1,
+            draining: None,
+            quiet_since: None,
+        }
+    }
+
+    /// Runs until drained (or until every transport and command sender is gone).
+    pub(crate) async fn run(mut self) {
+        loop {
+            let wake = self.flush();
+            if self.drained() {
+                tracing::info!(edge = %self.config.edge_id, "drained; stopping");
+                return;
+            }
+            let wake = match (self.draining, self.quiet_since) {
+                (Some(_), Some(q)) => wake.min(q + self.config.drain_linger),
+                (Some(d), None) => wake.min(d + self.config.drain_timeout),
+                _ => wake,
+            };
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => return,
+                },
+                event = self.events.recv() => {
+                    let Some(event) = event else { return };
+                    self.on_transport_event(event);
+                    for _ in 1..EVENT_BATCH {
+                        match self.events.try_recv() {
+                            Ok(event) => self.on_transport_event(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    self.layer.handle_timeout(clock::monotonic());
+                }
+            }
+        }
+    }
+
+    fn drained(&mut self) -> bool {
+        let Some(started) = self.draining else {
+            return false;
+        };
+        let now = clock::monotonic();
+        if now >= started + self.config.drain_timeout {
+            tracing::warn!(
+                unanswered = self.unanswered.len(),
+                "drain timeout reached with transactions in flight"
+            );
+            return true;
+        }
+        if self.unanswered.is_empty() {
+            let quiet = *self.quiet_since.get_or_insert(now);
+            return now >= quiet + self.config.drain_linger;
+        }
+        self.quiet_since = None;
+        false
+    }
+
+    /// Sends everything the layer queued and handles its events; returns when to wake up.
+    fn flush(&mut self) -> Instant {
+        loop {
+            match self.layer.poll_output() {
+                Output::Transmit(t) => self.transports.send(t),
+                Output::Event(e) => self.on_layer_event(e),
+                Output::Timeout(t) => return t,
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Respond { key, response } => self.respond(&key, *response),
+            Command::CoreResponse { handle, message } => self.on_core_response(handle, &message),
+            Command::CoreUnavailable { handle } => {
+                if let Some((key, request)) = self.forget_core(handle) {
+                    self.respond_status(&key, &request, StatusCode::SERVICE_UNAVAILABLE, true);
+                }
+            }
+            Command::Deliver(transmit) => {
+                if self
+                    .transports
+                    .has_connection(&transmit.transport, transmit.destination)
+                {
+                    self.transports.send(transmit);
+                } else {
+                    tracing::debug!(destination = %transmit.destination, "flow to deliver on is gone");
+                }
+            }
+            Command::Drain => {
+                if self.draining.is_none() {
+                    tracing::info!(
+                        unanswered = self.unanswered.len(),
+                        "draining: refusing new transactions, finishing those in flight"
+                    );
+                    self.draining = Some(clock::monotonic());
+                    self.transports.stop_accepting();
+                }
+            }
+        }
+    }
+
+    fn on_transport_event(&mut self, event: TransportEvent) {
+        match event {
+            TransportEvent::Received(received) => self.on_received(received),
+            TransportEvent::SendFailed {
+                transport,
+                destination,
+            } => self.layer.handle_input(
+                clock::monotonic(),
+                Input::TransportError {
+                    transport,
+                    destination,
+                    key: None,
+                },
+            ),
+        }
+    }
+
+    fn on_received(&mut self, received: Received) {
+        let admission = {
+            let Ok(mut protection) = self.protection.lock() else {
+                return;
+            };
+            let admission =
+                protection.admit(clock::unix_ms(), received.source.ip(), &received.data);
+            self.bans.drain(&mut protection);
+            admission
+        };
+        if let Admission::Drop(reason) = admission {
+            tracing::trace!(source = %received.source, ?reason, "dropped by protection");
+            return;
+        }
+        self.layer.handle_input(
+            clock::monotonic(),
+            Input::Datagram {
+                transport: received.transport,
+                source: received.source,
+                data: received.data,
+            },
+        );
+    }
+
+    fn on_layer_event(&mut self, event: Event) {
+        match event {
+            Event::Request {
+                key,
+                request,
+                source,
+                transport,
+            } => self.on_request(key, *request, source, transport),
+            Event::Ack {
+                request,
+                source,
+                transport,
+            } => {
+                let edge_request =
+                    self.edge_request(String::new(), &request, source, &transport, "");
+                let core = self.core.clone();
+                tokio::spawn(async move {
+                    let _ = core.notify(edge_request).await;
+                });
+            }
+            Event::Cancel {
+                invite_key,
+                request,
+                ..
+            } => {
+                // The layer answered the CANCEL; the INVITE ends with 487 (§9.2). Call-control
+                // hears of it so it can stop ringing the callee.
+                if let Some(handle) = self.core_handles.get(&invite_key).copied()
+                    && let Some((key, invite)) = self.forget_core(handle)
+                {
+                    self.respond_status(&key, &invite, StatusCode::REQUEST_TERMINATED, false);
+                    let source = self
+                        .transports
+                        .local_addr(&Transport::Udp)
+                        .unwrap_or_else(unspecified);
+                    let edge_request = self.edge_request(
+                        handle.to_string(),
+                        &request,
+                        source,
+                        &Transport::Udp,
+                        "",
+                    );
+                    let core = self.core.clone();
+                    tokio::spawn(async move {
+                        let _ = core.notify(edge_request).await;
+                    });
+                }
+            }
+            Event::Terminated { key } => {
+                self.unanswered.remove(&key);
+                if let Some(handle) = self.core_handles.get(&key).copied() {
+                    self.forget_core(handle);
+                }
+            }
+            Event::StrayResponse {
+                response, source, ..
+            } => {
+                tracing::debug!(%source, status = response.status.as_u16(), "response matching no transaction dropped");
+            }
+            Event::Response { .. } | Event::Timeout { .. } | Event::TransportError { .. } => {}
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        key: TransactionKey,
+        request: Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        self.unanswered.insert(key);
+        if self.draining.is_some() {
+            // A draining edge refuses new work so phones and the load balancer move on.
+            self.respond_status(&key, &request, StatusCode::SERVICE_UNAVAILABLE, true);
+            return;
+        }
+        match request.method {
+            Method::Register => self.on_register(key, request, source, transport),
+            Method::Options if is_for_the_edge(&request) => {
+                let mut response =
+                    build_response(&request, StatusCode::OK, Some(&crate::tags::new_tag()));
+                response.headers.push(HeaderName::Allow, ALLOW);
+                response.headers.push(HeaderName::Accept, "application/sdp");
+                response.headers.push(HeaderName::Supported, "path");
+                self.respond(&key, response);
+            }
+            _ => self.to_core(key, request, source, transport),
+        }
+    }
+
+    fn on_register(
+        &mut self,
+        key: TransactionKey,
+        request: Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let now_unix = clock::unix_secs();
+        let outcome = {
+            let Ok(mut protection) = self.protection.lock() else {
+                return;
+            };
+            let outcome = self.auth.authenticate(
+                &request,
+                ChallengeKind::Registrar,
+                source.ip(),
+                now_unix,
+                clock::unix_ms(),
+                &mut protection,
+            );
+            self.bans.drain(&mut protection);
+            outcome
+        };
+        let device = match outcome {
+            AuthOutcome::Reply(response) => return self.respond(&key, *response),
+            AuthOutcome::Authenticated(device) => device,
+        };
+        if let Err(response) = self.may_register(&request, &device) {
+            return self.respond(&key, *response);
+        }
+        let user_agent = request
+            .headers
+            .user_agent()
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .to_owned();
+        let context = RegistrationContext {
+            flow: self.flow(source, &transport),
+            device_id: device.id.as_str().to_owned(),
+            user_agent,
+        };
+        let location = self.location.clone();
+        let policy = self.config.registrar;
+        let domain = self.config.domain.clone();
+        let commands = self.command_tx.clone();
+        tokio::spawn(async move {
+            let response = crate::registrar::register(
+                location, request, domain, source, context, policy, now_unix,
+            )
+            .await;
+            let _ = commands
+                .send(Command::Respond {
+                    key,
+                    response: Box::new(response),
+                })
+                .await;
+        });
+    }
+
+    /// Checks the authenticated device may register the To AOR (§10.3 step 4): its own
+    /// username, or an extension it rings for.
+    fn may_register(
+        &self,
+        request: &Request,
+        device: &directory::model::Device,
+    ) -> Result<(), Box<Response>> {
+        let Some(to) = request.headers.to_header().ok().flatten() else {
+            // The registrar core answers the 400.
+            return Ok(());
+        };
+        if !to.uri.is_sip_or_sips() {
+            return Ok(());
+        }
+        let user = to.uri.user.as_deref().unwrap_or_default();
+        let allowed = user == device.sip_username.as_str()
+            || self
+                .auth
+                .directory()
+                .extension(user)
+                .is_some_and(|e| e.device_ids.iter().any(|d| d == &device.id));
+        if allowed {
+            Ok(())
+        } else {
+            Err(Box::new(build_response(
+                request,
+                StatusCode::FORBIDDEN,
+                Some(&crate::tags::new_tag()),
+            )))
+        }
+    }
+
+    fn to_core(
+        &mut self,
+        key: TransactionKey,
+        request: Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let in_dialog = request
+            .headers
+            .to_header()
+            .ok()
+            .flatten()
+            .is_some_and(|to| to.params.get("tag").is_some());
+        let mut device_id = String::new();
+        if !in_dialog && !self.is_trusted(source.ip()) {
+            let outcome = {
+                let Ok(mut protection) = self.protection.lock() else {
+                    return;
+                };
+                let outcome = self.auth.authenticate(
+                    &request,
+                    ChallengeKind::Proxy,
+                    source.ip(),
+                    clock::unix_secs(),
+                    clock::unix_ms(),
+                    &mut protection,
+                );
+                self.bans.drain(&mut protection);
+                outcome
+            };
+            match outcome {
+                AuthOutcome::Reply(response) => return self.respond(&key, *response),
+                AuthOutcome::Authenticated(device) => device_id = device.id.as_str().to_owned(),
+            }
+        }
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        let edge_request =
+            self.edge_request(handle.to_string(), &request, source, &transport, &device_id);
+        self.core_pending.insert(handle, (key, request));
+        self.core_handles.insert(key, handle);
+        let core = self.core.clone();
+        let commands = self.command_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = core.hand_off(edge_request).await {
+                tracing::debug!(error = %e, "call-control did not take the request");
+                let _ = commands.send(Command::CoreUnavailable { handle }).await;
+            }
+        });
+    }
+
+    fn on_core_response(&mut self, handle: u64, message: &[u8]) {
+        let Some(key) = self.core_pending.get(&handle).map(|(key, _)| *key) else {
+            return;
+        };
+        let response = match sip_msg::parse_datagram(message) {
+            Ok(SipMessage::Response(r)) => r,
+            _ => {
+                tracing::warn!(
+                    handle,
+                    "call-control sent something that is not a SIP response"
+                );
+                return;
+            }
+        };
+        if response.status.as_u16() >= 200 {
+            self.forget_core(handle);
+        }
+        self.respond(&key, response);
+    }
+
+    fn respond(&mut self, key: &TransactionKey, response: Response) {
+        let is_final = response.status.as_u16() >= 200;
+        if let Err(e) = self.layer.send_response(clock::monotonic(), key, response) {
+            tracing::debug!(error = %e, "response not sent: transaction gone");
+        }
+        if is_final {
+            self.unanswered.remove(key);
+        }
+    }
+
+    fn forget_core(&mut self, handle: u64) -> Option<(TransactionKey, Request)> {
+        let (key, request) = self.core_pending.remove(&handle)?;
+        self.core_handles.remove(&key);
+        Some((key, request))
+    }
+
+    /// Answers `request` with a bare status (and Retry-After when asked).
+    fn respond_status(
+        &mut self,
+        key: &TransactionKey,
+        request: &Request,
+        status: StatusCode,
+        retry_after: bool,
+    ) {
+        let mut response = build_response(request, status, Some(&crate::tags::new_tag()));
+        if retry_after {
+            response
+                .headers
+                .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
+        }
+        self.respond(key, response);
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.config
+            .protection
+            .trusted_networks
+            .iter()
+            .any(|net| net.contains(&ip))
+    }
+
+    fn flow(&self, source: SocketAddr, transport: &Transport) -> proto::v1::Flow {
+        let local = match transport {
+            Transport::Tcp | Transport::Tls => self.transports.connection_local(transport, source),
+            _ => None,
+        }
+        .or_else(|| self.transports.local_addr(transport))
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+        proto::v1::Flow {
+            transport: proto_transport(transport) as i32,
+            remote: source.to_string(),
+            local,
+            edge_id: self.config.edge_id.clone(),
+        }
+    }
+
+    fn edge_request(
+        &self,
+        transaction: String,
+        request: &Request,
+        source: SocketAddr,
+        transport: &Transport,
+        device_id: &str,
+    ) -> proto::v1::EdgeRequest {
+        proto::v1::EdgeRequest {
+            edge_id: self.config.edge_id.clone(),
+            transaction,
+            message: request.to_bytes().into(),
+            flow: Some(self.flow(source, transport)),
+            device_id: device_id.to_owned(),
+        }
+    }
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+/// An OPTIONS for the edge itself (keep-alive, load-balancer health): no user in the
+/// Request-URI and not inside a dialog.
+fn is_for_the_edge(request: &Request) -> bool {
+    request.uri.user.as_deref().is_none_or(str::is_empty)
+        && !request
+            .headers
+            .to_header()
+            .ok()
+            .flatten()
+            .is_some_and(|to| to.params.get("tag").is_some())
+}
+
+pub(crate) fn proto_transport(transport: &Transport) -> proto::v1::SipTransport {
+    match transport {
+        Transport::Udp => proto::v1::SipTransport::Udp,
+        Transport::Tcp => proto::v1::SipTransport::Tcp,
+        Transport::Tls => proto::v1::SipTransport::Tls,
+        _ => proto::v1::SipTransport::Unspecified,
+    }
+}
