@@ -181,6 +181,14 @@ impl BanSync {
                     subject: subjects::EDGE_BANS,
                     source,
                 })?;
+        // A round trip to the server makes the subscription effective before we return, so
+        // a ban published right after start reaches us.
+        bus.flush()
+            .await
+            .map_err(|source| BanSyncError::Subscribe {
+                subject: subjects::EDGE_BANS,
+                source,
+            })?;
         let (stored, _) = store
             .list_prefix(BAN_KEY_PREFIX)
             .await
