@@ -16,7 +16,8 @@
 //! Bans get from [`Protection`] to the publisher two ways: the engine, which holds the lock
 //! anyway after `admit`, calls [`BanPublisher::drain`] (immediate); and the publisher itself
 //! drains [`Protection::poll_new_ban`] every [`BanSyncOptions::drain_interval`] (100 ms by
-//! default) so that a ban is published even if the engine never calls it.
+//! default) so that a ban is published even if the engine never calls it. The same task calls
+//! [`Protection::purge`] every [`BanSyncOptions::purge_interval`].
 //!
 //! Bus and store failures are logged here and otherwise ignored: a ban that misses the other
 //! replicas still protects this one, and the source will be banned again there if it floods.
@@ -70,6 +71,9 @@ pub struct BanSyncOptions {
     pub drain_interval: Duration,
     /// Bans waiting to be published, and to be stored, at most (default 1024 each).
     pub queue_capacity: usize,
+    /// How often the publisher calls [`Protection::purge`] (default 1 s), so that nobody else
+    /// has to. Eviction keeps memory bounded without it; purging keeps the tables small.
+    pub purge_interval: Duration,
 }
 
 impl std::fmt::Debug for BanSyncOptions {
@@ -78,6 +82,7 @@ impl std::fmt::Debug for BanSyncOptions {
             .field("edge_id", &self.edge_id)
             .field("drain_interval", &self.drain_interval)
             .field("queue_capacity", &self.queue_capacity)
+            .field("purge_interval", &self.purge_interval)
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +95,7 @@ impl BanSyncOptions {
             clock: Arc::new(unix_now_ms),
             drain_interval: Duration::from_millis(100),
             queue_capacity: 1024,
+            purge_interval: Duration::from_secs(1),
         }
     }
 }
@@ -319,6 +325,8 @@ async fn run_publisher(
 ) {
     let mut tick = tokio::time::interval(options.drain_interval.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut purge = tokio::time::interval(options.purge_interval.max(Duration::from_millis(1)));
+    purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let bans: Vec<Ban> = tokio::select! {
             ban = queued.recv() => match ban {
@@ -328,6 +336,10 @@ async fn run_publisher(
             _ = tick.tick() => {
                 let mut guard = lock(&protection);
                 std::iter::from_fn(|| guard.poll_new_ban()).collect()
+            }
+            _ = purge.tick() => {
+                lock(&protection).purge((options.clock)());
+                continue;
             }
         };
         for mut ban in bans {
