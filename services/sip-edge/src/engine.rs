@@ -353,7 +353,7 @@ impl Engine {
                 response.headers.push(HeaderName::Supported, "path");
                 self.respond(&key, response);
             }
-            _ => self.to_core(key, request, source, transport),
+            _ => self.hand_to_core(key, request, source, transport),
         }
     }
 
@@ -449,7 +449,7 @@ impl Engine {
         }
     }
 
-    fn to_core(
+    fn hand_to_core(
         &mut self,
         key: TransactionKey,
         request: Request,
@@ -588,7 +588,7 @@ impl Engine {
         proto::v1::EdgeRequest {
             edge_id: self.config.edge_id.clone(),
             transaction,
-            message: request.to_bytes().into(),
+            message: request.to_bytes(),
             flow: Some(self.flow(source, transport)),
             device_id: device_id.to_owned(),
         }
@@ -602,13 +602,13 @@ fn unspecified() -> SocketAddr {
 /// An OPTIONS for the edge itself (keep-alive, load-balancer health): no user in the
 /// Request-URI and not inside a dialog.
 fn is_for_the_edge(request: &Request) -> bool {
-    request.uri.user.as_deref().is_none_or(str::is_empty)
-        && !request
-            .headers
-            .to_header()
-            .ok()
-            .flatten()
-            .is_some_and(|to| to.params.get("tag").is_some())
+    let in_dialog = request
+        .headers
+        .to_header()
+        .ok()
+        .flatten()
+        .is_some_and(|to| to.params.get("tag").is_some());
+    request.uri.user.as_deref().is_none_or(str::is_empty) && !in_dialog
 }
 
 pub(crate) fn proto_transport(transport: &Transport) -> proto::v1::SipTransport {

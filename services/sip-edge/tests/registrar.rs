@@ -95,7 +95,7 @@ async fn wrong_passwords_and_unknown_users_get_the_same_fresh_challenge() {
             &username(1),
             "not-the-password",
             Algorithm::Md5,
-            &[contact.clone()],
+            std::slice::from_ref(&contact),
         )
         .await;
     let mut stranger = Client::udp(udp_addr(&edge)).await;
@@ -127,7 +127,7 @@ async fn a_stale_nonce_gets_stale_true_and_a_short_interval_gets_423() {
 
     let mut phone = Client::udp(udp_addr(&edge)).await;
     let contact = contact_header(&phone);
-    let first = phone.register_text(&username(1), &[contact.clone()]);
+    let first = phone.register_text(&username(1), std::slice::from_ref(&contact));
     phone.send(&first).await;
     let challenge = phone.final_response(Duration::from_secs(5)).await.unwrap();
     assert_eq!(challenge.status.as_u16(), 401);
@@ -138,7 +138,7 @@ async fn a_stale_nonce_gets_stale_true_and_a_short_interval_gets_423() {
             &username(1),
             &password(1),
             Algorithm::Md5,
-            &[contact.clone()],
+            std::slice::from_ref(&contact),
         )
         .await;
     assert_eq!(stale.status.as_u16(), 401);
@@ -156,7 +156,7 @@ async fn a_stale_nonce_gets_stale_true_and_a_short_interval_gets_423() {
             &username(1),
             &password(1),
             Algorithm::Md5,
-            &[contact.clone()],
+            std::slice::from_ref(&contact),
         )
         .await;
     assert_eq!(ok.status.as_u16(), 200, "{ok:?}");
