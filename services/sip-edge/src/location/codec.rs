@@ -104,3 +104,94 @@ pub(crate) fn decode(value: &[u8]) -> Result<Decoded, CodecError> {
 pub(crate) fn validated_expiry(value: &[u8]) -> Result<u64, CodecError> {
     decode(value).map(|d| d.binding.expires_at)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding() -> Binding {
+        Binding {
+            aor: "sip:alice@example.com".to_owned(),
+            contact: Uri::parse("sip:alice@192.0.2.10:40000;transport=tcp;ob").unwrap(),
+            call_id: "abc@host".to_owned(),
+            cseq: 7,
+            expires_at: 1_800_000_600,
+            q: Some(500),
+            instance: Some("\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\"".to_owned()),
+            reg_id: Some(1),
+            received: "192.0.2.10:40000".parse().unwrap(),
+            path: vec!["<sip:edge.example.com;lr>".to_owned()],
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let ctx = RegistrationContext {
+            flow: Flow {
+                transport: proto::v1::SipTransport::Tcp as i32,
+                remote: "ignored:1".to_owned(),
+                local: "198.51.100.1:5070".to_owned(),
+                edge_id: "edge-a".to_owned(),
+            },
+            device_id: "dev-1".to_owned(),
+            user_agent: "Phone/2".to_owned(),
+        };
+        let decoded = decode(&encode(&binding(), &ctx)).unwrap();
+        assert_eq!(decoded.binding, binding());
+        assert_eq!(
+            decoded.flow.remote, "192.0.2.10:40000",
+            "remote is the received address"
+        );
+        assert_eq!(decoded.flow.edge_id, "edge-a");
+        assert_eq!(decoded.device_id, "dev-1");
+        assert_eq!(decoded.user_agent, "Phone/2");
+    }
+
+    #[test]
+    fn absent_options_stay_absent() {
+        let mut plain = binding();
+        plain.q = None;
+        plain.instance = None;
+        plain.reg_id = None;
+        plain.path.clear();
+        let decoded = decode(&encode(&plain, &RegistrationContext::default())).unwrap();
+        assert_eq!(decoded.binding, plain);
+    }
+
+    #[test]
+    fn invalid_values_are_errors_not_panics() {
+        assert!(matches!(
+            decode(b"\xff\xff\xff"),
+            Err(CodecError::Protobuf(_))
+        ));
+        let no_flow = LocationBinding {
+            contact: "sip:a@b".to_owned(),
+            ..LocationBinding::default()
+        };
+        assert!(matches!(
+            decode(&no_flow.encode_to_vec()),
+            Err(CodecError::Remote(_))
+        ));
+        let bad_q = LocationBinding {
+            contact: "sip:a@b".to_owned(),
+            q: Some(5000),
+            flow: Some(Flow {
+                remote: "192.0.2.1:1".to_owned(),
+                ..Flow::default()
+            }),
+            ..LocationBinding::default()
+        };
+        assert!(matches!(
+            decode(&bad_q.encode_to_vec()),
+            Err(CodecError::Q(5000))
+        ));
+        let bad_contact = LocationBinding {
+            contact: "no scheme".to_owned(),
+            ..LocationBinding::default()
+        };
+        assert!(matches!(
+            decode(&bad_contact.encode_to_vec()),
+            Err(CodecError::Contact { .. })
+        ));
+    }
+}
