@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# Registration benchmark: authenticated REGISTERs per second (REGISTER → 401 → REGISTER with
+# MD5 credentials → 200, e2e/sipp/register_bench.xml) from SIPp on loopback against
+#   1. Kamailio 5.6 (scripts/kamailio/registrar.cfg: db_text subscribers, in-memory usrloc),
+#      with its default shared-memory allocator and with TLSF (-x tlsf);
+#   2. calanque's SIP edge (target/release/calanque-sip-edge) on a real etcd, nats-server and
+#      calanque-directory holding the same users as devices — when the edge binary exists.
+# Prints registrations/s (successful calls / SIPp's elapsed time; the median when RUNS > 1),
+# the ratio calanque/Kamailio, and the edge's RSS before and after (bytes per binding).
+#
+# Environment: USERS (10000), RATE (20000 calls/s asked of SIPp), LIMIT (100 calls in flight:
+# more overflows loopback UDP buffers on small machines and the 500 ms retransmissions then
+# dominate; the retransmission count is printed),
+# RUNS (3), CHILDREN (8 Kamailio workers), ALLOCATORS ("default tlsf"), REALM (calanque.test),
+# SIPP_TIMEOUT (120 s per run), CALANQUE=0 to measure Kamailio only,
+# EDGE_EXTRA_ARGS (more flags for the edge; default "--trusted-network 127.0.0.0/8": one SIPp
+# address sending thousands of requests a second is what the edge's flood protection bans, and
+# this measures the registrar, not the ban),
+# KEEP_WORKDIR=1 to keep the temporary directory (logs, SIPp traces).
+# Exits non-zero only when a run fails; a missing edge binary is reported, not an error.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+USERS="${USERS:-10000}"
+RATE="${RATE:-20000}"
+LIMIT="${LIMIT:-100}"
+RUNS="${RUNS:-3}"
+CHILDREN="${CHILDREN:-8}"
+ALLOCATORS="${ALLOCATORS:-default tlsf}"
+REALM="${REALM:-calanque.test}"
+SIPP_TIMEOUT="${SIPP_TIMEOUT:-120}"
+READY_SECONDS=60
+SCENARIO="$ROOT/e2e/sipp/register_bench.xml"
+BIN="$ROOT/target/release"
+EDGE="$BIN/calanque-sip-edge"
+
+say() { printf '[bench-register] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# --- prerequisites -------------------------------------------------------------------------
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+KAMAILIO="$(command -v kamailio || true)"
+[ -n "$KAMAILIO" ] || { [ -x /usr/sbin/kamailio ] && KAMAILIO=/usr/sbin/kamailio; } || true
+if [ -z "$KAMAILIO" ]; then
+    say "installing kamailio with apt (the reference registrar)"
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq kamailio >/dev/null
+    KAMAILIO=/usr/sbin/kamailio
+fi
+[ -x "$KAMAILIO" ] || die "kamailio not found after install"
+for program in sipp python3 etcd nats-server curl; do
+    command -v "$program" >/dev/null || die "$program is not on PATH (run \`make deps\`)"
+done
+
+WORK="$(mktemp -d -t calanque-bench-register-XXXXXX)"
+PIDS=()
+cleanup() {
+    local status=$?
+    stop_all
+    if [ "${KEEP_WORKDIR:-0}" = 1 ] || [ "$status" -ne 0 ]; then
+        say "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+# Stops every process this script started (Kamailio as a process group: it forks workers).
+stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+stop_one() {
+    local pid="$1" rest=()
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || rest+=("$p"); done
+    PIDS=("${rest[@]}")
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket
+while True:
+    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", p)); break
+    except OSError:
+        pass
+    finally:
+        u.close(); t.close()
+print(p)'
+}
+
+# sip_ping <port>: one OPTIONS over UDP, success on a 200 within 0.5 s.
+sip_ping() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0)); s.settimeout(0.5)
+lp = s.getsockname()[1]
+msg = (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+       f"Via: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-ping-{lp};rport\r\n"
+       "Max-Forwards: 70\r\n"
+       f"From: <sip:ping@127.0.0.1>;tag=ping{lp}\r\nTo: <sip:127.0.0.1:{port}>\r\n"
+       f"Call-ID: ping-{lp}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+s.sendto(msg.encode(), ("127.0.0.1", port))
+try:
+    data, _ = s.recvfrom(4096)
+except socket.timeout:
+    sys.exit(1)
+sys.exit(0 if data.startswith(b"SIP/2.0 200") else 1)
+EOF
+}
+
+# wait_for <what> <pid> <command…>: polls every 0.1 s within READY_SECONDS; fails early if the
+# process died.
+wait_for() {
+    local what="$1" pid="$2"
+    shift 2
+    for _ in $(seq $((READY_SECONDS * 10))); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || die "$what exited; log in $WORK"
+        sleep 0.1
+    done
+    die "$what not ready after ${READY_SECONDS}s; log in $WORK"
+}
+
+# Pinning: with 4 CPUs or more SIPp gets the last one and the server the others; with fewer
+# both share every CPU (the figures then include SIPp's own cost).
+NCPU="$(nproc)"
+SIPP_PIN=()
+SERVER_PIN=()
+if [ "$NCPU" -ge 4 ] && command -v taskset >/dev/null; then
+    SIPP_PIN=(taskset -c "$((NCPU - 1))")
+    SERVER_PIN=(taskset -c "0-$((NCPU - 2))")
+fi
+
+# --- data: the same users for both sides ----------------------------------------------------
+say "generating $USERS users (user<i> / pw<i> in $REALM)"
+python3 - "$WORK" "$USERS" "$REALM" <<'EOF'
+import hashlib, os, sys
+work, n, realm = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+os.makedirs(f"{work}/db", exist_ok=True)
+with open(f"{work}/db/version", "w") as f:
+    f.write("id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n0:location:9\n")
+with open(f"{work}/db/subscriber", "w") as sub, open(f"{work}/users.csv", "w") as csv, \
+        open(f"{work}/devices.yaml", "w") as yaml:
+    sub.write("id(int,auto) username(string) domain(string) password(string) "
+              "ha1(string,null) ha1b(string,null) \n")
+    csv.write("SEQUENTIAL\n")
+    yaml.write("sites:\n  - id: S-BENCH\n    name: Registration bench\n"
+               "    number_ranges: [9900000-9900099]\n    emergency_routes: []\n    media_policy: direct\n"
+               "devices:\n")
+    for i in range(1, n + 1):
+        user, pw = f"user{i}", f"pw{i}"
+        sub.write(f"{i}:{user}:{realm}:{pw}::\n")
+        csv.write(f"{user};{realm};{pw};[authentication username={user} password={pw}];"
+                  f"[authentication username={user} password=wrong-{pw}]\n")
+        a1 = f"{user}:{realm}:{pw}".encode()
+        yaml.write(f"  - id: D-{i:06d}\n    sip_username: {user}\n    site_id: S-BENCH\n"
+                   f"    realm: {realm}\n    ha1_md5: {hashlib.md5(a1).hexdigest()}\n"
+                   f"    ha1_sha256: {hashlib.sha256(a1).hexdigest()}\n")
+EOF
+
+# run_sipp <label> <port>: the benchmark run; sets RESULT to "<successful> <failed> <seconds>
+# <rate> <retransmissions>" (not printed: a command substitution's subshell would not stop what it started).
+run_sipp() {
+    local label="$1" port="$2" dir="$WORK/sipp-$1"
+    mkdir -p "$dir"
+    local status=0
+    (cd "$dir" && timeout $((SIPP_TIMEOUT + 30)) "${SIPP_PIN[@]}" sipp "127.0.0.1:$port" \
+        -sf "$SCENARIO" -inf "$WORK/users.csv" -i 127.0.0.1 -p "$(free_port)" -t u1 \
+        -auth_uri "$REALM" -m "$USERS" -r "$RATE" -rp 1000 -l "$LIMIT" \
+        -timeout "${SIPP_TIMEOUT}s" -nostdin -trace_stat -stf "$dir/stat.csv" \
+        -trace_err -error_file "$dir/errors.log" >"$dir/stdout.log" 2>&1) || status=$?
+    if [ "$status" -gt 1 ] || [ ! -s "$dir/stat.csv" ]; then
+        tail -n 20 "$dir/errors.log" "$dir/stdout.log" >&2 2>/dev/null || true
+        die "sipp against $label exited with $status; traces in $dir"
+    fi
+    RESULT="$(python3 - "$dir/stat.csv" <<'EOF'
+import sys
+rows = [l.rstrip("\n").split(";") for l in open(sys.argv[1]) if l.strip()]
+head, last = rows[0], rows[-1]
+col = lambda name: last[head.index(name)]
+epoch = lambda name: float(col(name).split()[-1])
+ok, failed = int(col("SuccessfulCall(C)")), int(col("FailedCall(C)"))
+secs = epoch("CurrentTime") - epoch("StartTime")
+print(ok, failed, f"{secs:.3f}", f"{ok / secs:.0f}" if secs > 0 else "0",
+      col("Retransmissions(C)"))
+EOF
+)"
+}
+
+median() { python3 -c 'import statistics, sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.0f}")' "$@"; }
+
+# --- Kamailio -------------------------------------------------------------------------------
+# kamailio_run <allocator> <run>: starts a fresh Kamailio, runs SIPp once (RESULT), stops it.
+kamailio_run() {
+    local allocator="$1" port
+    port="$(free_port)"
+    local alloc_args=()
+    [ "$allocator" = default ] || alloc_args=(-x "$allocator")
+    mkdir -p "$WORK/kamailio"
+    cp scripts/kamailio/registrar.cfg "$WORK/kamailio/registrar.cfg"
+    setsid "${SERVER_PIN[@]}" "$KAMAILIO" -f "$WORK/kamailio/registrar.cfg" \
+        -A "DBURL=\"text://$WORK/db\"" -A "REALM=\"$REALM\"" -A MINEXP=60 -A MAXEXP=3600 \
+        -l "udp:127.0.0.1:$port" -l "tcp:127.0.0.1:$port" -n "$CHILDREN" -m 256 -M 16 \
+        "${alloc_args[@]}" -w "$WORK/kamailio" -Y "$WORK/kamailio" -DD -E \
+        >"$WORK/kamailio/kamailio-$allocator.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_for "kamailio ($allocator)" "$pid" sip_ping "$port"
+    run_sipp "kamailio-$allocator-$2" "$port"
+    stop_one "$pid"
+}
+
+declare -A KAM_RATE
+KAM_SUMMARY=""
+for allocator in $ALLOCATORS; do
+    rates=()
+    for run in $(seq "$RUNS"); do
+        say "kamailio ($allocator allocator, $CHILDREN children), run $run/$RUNS: $USERS registrations at up to $RATE/s"
+        kamailio_run "$allocator" "$run"
+        read -r ok failed secs rate retrans <<<"$RESULT"
+        say "  $ok successful, $failed failed in ${secs}s: $rate registrations/s ($retrans retransmissions)"
+        [ "$failed" -eq 0 ] || die "$failed registrations failed against kamailio ($allocator)"
+        rates+=("$rate")
+    done
+    KAM_RATE[$allocator]="$(median "${rates[@]}")"
+    KAM_SUMMARY+="$(printf '%-27s %s registrations/s (median of %s)' "kamailio ($allocator)" "${KAM_RATE[$allocator]}" "$RUNS")"$'\n'
+done
+# Printed now too, so that the Kamailio figures survive a failure on the calanque side.
+printf '%s' "$KAM_SUMMARY" >&2
+
+# --- calanque -------------------------------------------------------------------------------
+vm_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+CALANQUE_SUMMARY=""
+
+calanque_side() {
+    say "building release binaries (calanque, calanque-directory, calanque-sip-edge)"
+    cargo build --release --locked -q -p calanque -p directory --bins \
+        || die "building calanque / calanque-directory failed"
+    cargo build --release --locked -q -p sip-edge --bins 2>"$WORK/edge-build.log" \
+        || say "calanque-sip-edge does not build yet (see $WORK/edge-build.log)"
+    if [ ! -x "$EDGE" ]; then
+        say "$EDGE does not exist yet: calanque side skipped"
+        CALANQUE_SUMMARY="calanque sip-edge            not measured: $EDGE does not exist yet"$'\n'
+        return 0
+    fi
+
+    local etcd_port etcd_peer nats_port rest_port grpc_port token
+    etcd_port="$(free_port)"; etcd_peer="$(free_port)"; nats_port="$(free_port)"
+    rest_port="$(free_port)"; grpc_port="$(free_port)"
+    local etcd_url="http://127.0.0.1:$etcd_port" nats_url="nats://127.0.0.1:$nats_port"
+    token="bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+
+    say "starting etcd on $etcd_url"
+    etcd --name bench --data-dir "$WORK/etcd" \
+        --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+        --listen-peer-urls "http://127.0.0.1:$etcd_peer" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+        --initial-cluster "bench=http://127.0.0.1:$etcd_peer" --initial-cluster-state new \
+        --max-txn-ops 50000 --max-request-bytes 33554432 \
+        --logger zap --log-level warn >"$WORK/etcd.log" 2>&1 &
+    PIDS+=($!)
+    wait_for etcd "$!" sh -c "curl -fsS '$etcd_url/health' | grep -q '\"health\":\"true\"'"
+
+    say "starting nats-server on $nats_url"
+    nats-server -a 127.0.0.1 -p "$nats_port" >"$WORK/nats.log" 2>&1 &
+    PIDS+=($!)
+    wait_for nats-server "$!" python3 -c "import socket; socket.create_connection(('127.0.0.1', $nats_port), 1)"
+
+    say "starting calanque-directory and importing $USERS devices"
+    CALANQUE_DIRECTORY_TOKEN="$token" RUST_LOG=warn "$BIN/calanque-directory" \
+        --store "etcd:$etcd_url" --bus "$nats_url" \
+        --rest "127.0.0.1:$rest_port" --grpc "127.0.0.1:$grpc_port" >"$WORK/directory.log" 2>&1 &
+    PIDS+=($!)
+    wait_for calanque-directory "$!" curl -fsS "http://127.0.0.1:$rest_port/readyz"
+    CALANQUE_DIRECTORY_URL="http://127.0.0.1:$rest_port" CALANQUE_TOKEN="$token" \
+        timeout 300 "$BIN/calanque" dir import "$WORK/devices.yaml" >&2 \
+        || die "importing the devices failed"
+
+    local rates=() run rss_before="" rss_after="" bindings=""
+    for run in $(seq "$RUNS"); do
+        local sip_port pid
+        sip_port="$(free_port)"
+        say "starting calanque-sip-edge on udp+tcp 127.0.0.1:$sip_port"
+        # shellcheck disable=SC2086 # EDGE_EXTRA_ARGS is a list of flags.
+        RUST_LOG=warn setsid "${SERVER_PIN[@]}" "$EDGE" --edge-id bench-1 \
+            --listen "udp:127.0.0.1:$sip_port" --listen "tcp:127.0.0.1:$sip_port" \
+            --etcd "$etcd_url" --nats "$nats_url" --realm "$REALM" --digest-algorithms MD5 \
+            ${EDGE_EXTRA_ARGS-"--trusted-network 127.0.0.0/8"} >"$WORK/edge-$run.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        wait_for calanque-sip-edge "$pid" sip_ping "$sip_port"
+        local before after ok failed secs rate retrans
+        before="$(vm_kib "$pid" VmRSS)"
+        say "calanque-sip-edge, run $run/$RUNS: $USERS registrations at up to $RATE/s"
+        run_sipp "calanque-$run" "$sip_port"
+        read -r ok failed secs rate retrans <<<"$RESULT"
+        after="$(vm_kib "$pid" VmRSS)"
+        say "  $ok successful, $failed failed in ${secs}s: $rate registrations/s ($retrans retransmissions); RSS $before → $after KiB"
+        [ "$failed" -eq 0 ] || die "$failed registrations failed against calanque-sip-edge"
+        rates+=("$rate")
+        if [ "$run" = 1 ]; then rss_before="$before"; rss_after="$after"; bindings="$ok"; fi
+        stop_one "$pid"
+    done
+    local median_rate
+    median_rate="$(median "${rates[@]}")"
+    CALANQUE_SUMMARY+="$(printf '%-27s %s registrations/s (median of %s)' "calanque sip-edge" "$median_rate" "$RUNS")"$'\n'
+    for allocator in $ALLOCATORS; do
+        CALANQUE_SUMMARY+="$(printf '%-27s %s' "ratio vs kamailio ($allocator)" \
+            "$(python3 -c "print(f'{$median_rate / max(${KAM_RATE[$allocator]}, 1):.2f}')")")"$'\n'
+    done
+    CALANQUE_SUMMARY+="$(printf '%-27s %s MiB before, %s MiB after %s bindings: %s bytes per binding (first run)' \
+        "calanque sip-edge RSS" "$((rss_before / 1024))" "$((rss_after / 1024))" "$bindings" \
+        "$(python3 -c "print(round(($rss_after - $rss_before) * 1024 / max($bindings, 1)))")")"$'\n'
+}
+
+if [ "${CALANQUE:-1}" = 0 ]; then
+    CALANQUE_SUMMARY="calanque sip-edge            not measured (CALANQUE=0)"$'\n'
+else
+    calanque_side
+fi
+
+cat <<EOF
+
+== registration benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $NCPU CPUs, $(uname -r)) ==
+scenario                    $USERS users, REGISTER → 401 → REGISTER (MD5) → 200, UDP, SIPp -r $RATE -l $LIMIT
+pinning                     ${SIPP_PIN[*]:-none (fewer than 4 CPUs)}
+$KAM_SUMMARY$CALANQUE_SUMMARY
+EOF
