@@ -30,6 +30,7 @@ CHILDREN="${CHILDREN:-8}"
 ALLOCATORS="${ALLOCATORS:-default tlsf}"
 REALM="${REALM:-calanque.test}"
 SIPP_TIMEOUT="${SIPP_TIMEOUT:-120}"
+EDGE_EXTRA_ARGS="${EDGE_EXTRA_ARGS---trusted-network 127.0.0.0/8}"
 READY_SECONDS=60
 SCENARIO="$ROOT/e2e/sipp/register_bench.xml"
 BIN="$ROOT/target/release"
@@ -300,7 +301,7 @@ calanque_side() {
         RUST_LOG=warn setsid "${SERVER_PIN[@]}" "$EDGE" --edge-id bench-1 \
             --listen "udp:127.0.0.1:$sip_port" --listen "tcp:127.0.0.1:$sip_port" \
             --etcd "$etcd_url" --nats "$nats_url" --realm "$REALM" --digest-algorithms MD5 \
-            ${EDGE_EXTRA_ARGS-"--trusted-network 127.0.0.0/8"} >"$WORK/edge-$run.log" 2>&1 &
+            $EDGE_EXTRA_ARGS >"$WORK/edge-$run.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
         wait_for calanque-sip-edge "$pid" sip_ping "$sip_port"
