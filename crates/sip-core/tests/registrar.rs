@@ -513,12 +513,13 @@ fn ok_lists_all_bindings_with_remaining_expiry() {
     assert_eq!(p.upserts[0].path, ["<sip:edge1.example.com;lr>"]);
     let resp = ok_response(&req, &p, later, Some("tag9"));
     assert_eq!(resp.status, StatusCode::OK);
+    // One Contact header listing both bindings.
     assert_eq!(
         contact_lines(&resp),
-        [
-            "<sip:alice@192.0.2.10;transport=tcp>;expires=400;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1",
+        [concat!(
+            "<sip:alice@192.0.2.10;transport=tcp>;expires=400;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1, ",
             "<sip:alice@192.0.2.20>;expires=1200;q=1",
-        ]
+        )]
     );
     assert!(
         resp.headers

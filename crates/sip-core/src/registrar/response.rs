@@ -4,8 +4,10 @@ use sip_msg::{HeaderName, Request, Response, StatusCode, build_response};
 
 use super::{Binding, RegisterPlan};
 
-/// The 200 OK listing every current binding of the AOR, one Contact line each, with the
-/// seconds left at `now_unix` in `expires` and the binding's `q`, `+sip.instance` and `reg-id`.
+/// The 200 OK listing every current binding of the AOR in one comma-separated Contact header
+/// (as Kamailio does: test tools and old phones that read only the first Contact line still
+/// see every binding), each with the seconds left at `now_unix` in `expires` and the binding's
+/// `q`, `+sip.instance` and `reg-id`.
 /// The request's Path values are echoed (RFC 3327 §5.3). No Date header: it would need a
 /// wall clock here.
 pub fn ok_response(
@@ -15,12 +17,16 @@ pub fn ok_response(
     to_tag: Option<&str>,
 ) -> Response {
     let mut response = build_response(req, StatusCode::OK, to_tag);
-    for binding in &plan.bindings_after {
-        if binding.remaining(now_unix) > 0 {
-            response
-                .headers
-                .push(HeaderName::Contact, contact_value(binding, now_unix));
-        }
+    let contacts: Vec<String> = plan
+        .bindings_after
+        .iter()
+        .filter(|b| b.remaining(now_unix) > 0)
+        .map(|b| contact_value(b, now_unix))
+        .collect();
+    if !contacts.is_empty() {
+        response
+            .headers
+            .push(HeaderName::Contact, contacts.join(", "));
     }
     for path in req.headers.get_all(&HeaderName::Path) {
         response.headers.push(HeaderName::Path, path);

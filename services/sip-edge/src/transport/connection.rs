@@ -27,6 +27,9 @@ pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
     /// Messages queued for one connection before sends to it fail.
     pub queue: usize,
+    /// After the peer closes or breaks the framing, how long answers to requests already read
+    /// can still go out on the connection.
+    pub close_grace: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -36,6 +39,7 @@ impl Default for ConnectionLimits {
             idle_timeout: Duration::from_secs(600),
             handshake_timeout: Duration::from_secs(10),
             queue: 256,
+            close_grace: Duration::from_secs(5),
         }
     }
 }
@@ -198,6 +202,14 @@ async fn run<S>(
                 }
             }
         }
+    }
+    // Requests already read may still be answered (a 503 after call-control's timeout, a 401
+    // from a busy engine): keep the connection in the table, write side open, for a grace
+    // period, unless writing fails first (the peer is gone).
+    let mut writer_task = writer_task;
+    tokio::select! {
+        _ = &mut writer_task => {}
+        _ = tokio::time::sleep(transports.limits.close_grace) => {}
     }
     transports.unregister_connection(key, id);
     drop(tx);
