@@ -22,6 +22,9 @@ have python3 || need_apt+=(python3 python3-pip)
 # SIPp (crates/testkit/src/sipp.rs, e2e/sipp/) and sipvicious (svmap/svwar scans).
 have sipp || need_apt+=(sip-tester)
 have svmap || have sipvicious_svmap || need_apt+=(sipvicious)
+# Kamailio: the reference registrar the SIPp scenarios are validated against (tests) and the
+# benchmark's peer (make bench).
+have kamailio || [ -x /usr/sbin/kamailio ] || need_apt+=(kamailio)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   sudo=""

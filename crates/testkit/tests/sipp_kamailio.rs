@@ -2,8 +2,7 @@
 //! each passes for the right reason, and mutated runs show that their checks can fail. The
 //! same scenarios later run against calanque's SIP edge.
 //!
-//! Kamailio is not installed by `make deps` (scripts/bench-register.sh installs it); without it
-//! these tests print a notice and pass, unless CALANQUE_REQUIRE_KAMAILIO=1.
+//! Kamailio is installed by `make deps` (scripts/ensure-deps.sh); without it these tests fail.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,23 +10,19 @@ use std::time::Duration;
 use testkit::kamailio::{self, Kamailio, KamailioOptions};
 use testkit::sipp::{self, SipUser, SippRun, Transport};
 
-/// A Kamailio with 40 users and 2 children, or `None` (test skipped) when it is not installed.
-fn kamailio() -> Option<Kamailio> {
-    if kamailio::binary().is_none() {
-        assert!(
-            std::env::var_os("CALANQUE_REQUIRE_KAMAILIO").is_none(),
-            "kamailio is not installed and CALANQUE_REQUIRE_KAMAILIO is set"
-        );
-        eprintln!("kamailio not installed (apt-get install kamailio): test skipped");
-        return None;
-    }
+/// A Kamailio with 40 users and 2 children.
+fn kamailio() -> Kamailio {
+    assert!(
+        kamailio::binary().is_some(),
+        "kamailio is not installed: run `make deps` (apt-get install kamailio)"
+    );
     let options = KamailioOptions {
         users: 40,
         children: 2,
         shm_mb: 32,
         ..KamailioOptions::default()
     };
-    Some(Kamailio::start_with(options).expect("kamailio starts"))
+    Kamailio::start_with(options).expect("kamailio starts")
 }
 
 /// An injection file of Kamailio's users `ids` in a fresh directory (kept alive by the caller).
@@ -52,7 +47,7 @@ fn run(kam: &Kamailio, scenario: &str, csv: Option<&Path>) -> SippRun {
 
 #[test]
 fn register_md5_over_udp_lists_the_contact() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let (_d, csv) = users(&kam, 1..=3);
     let outcome = run(&kam, "register_md5.xml", Some(&csv))
         .calls(3)
@@ -65,7 +60,7 @@ fn register_md5_over_udp_lists_the_contact() {
 
 #[test]
 fn register_md5_over_tcp() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let (_d, csv) = users(&kam, 1..=3);
     let outcome = run(&kam, "register_md5.xml", Some(&csv))
         .transport(Transport::Tcp)
@@ -77,7 +72,7 @@ fn register_md5_over_tcp() {
 
 #[test]
 fn reregister_with_same_call_id_and_higher_cseq() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let (_d, csv) = users(&kam, 1..=2);
     run(&kam, "reregister.xml", Some(&csv))
         .calls(2)
@@ -87,7 +82,7 @@ fn reregister_with_same_call_id_and_higher_cseq() {
 
 #[test]
 fn unregister_one_contact_and_star() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let (_d, csv) = users(&kam, 1..=2);
     run(&kam, "unregister.xml", Some(&csv))
         .calls(2)
@@ -102,7 +97,7 @@ fn unregister_one_contact_and_star() {
 
 #[test]
 fn unregister_fails_when_the_binding_stays() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     // The same scenario whose "removal" asks for 120 s: the 200 still lists the binding.
     let text = std::fs::read_to_string(sipp::scenario("unregister.xml")).expect("scenario");
     assert_eq!(text.matches("Expires: 0\n").count(), 2);
@@ -126,7 +121,7 @@ fn unregister_fails_when_the_binding_stays() {
 
 #[test]
 fn wrong_password_is_challenged_again() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let (_d, csv) = users(&kam, 1..=2);
     let outcome = run(&kam, "wrong_password.xml", Some(&csv))
         .calls(2)
@@ -143,7 +138,7 @@ fn wrong_password_is_challenged_again() {
 
 #[test]
 fn wrong_password_scenario_fails_when_the_password_is_right() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     // field4 (the "wrong" credentials) made right: Kamailio answers 200, which must fail.
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("right.csv");
@@ -173,7 +168,7 @@ fn wrong_password_scenario_fails_when_the_password_is_right() {
 
 #[test]
 fn interval_too_brief_gets_423_with_min_expires_then_registers() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let (_d, csv) = users(&kam, 1..=1);
     let outcome = run(&kam, "interval_too_brief.xml", Some(&csv))
         .expect(1, 0)
@@ -189,7 +184,7 @@ fn interval_too_brief_gets_423_with_min_expires_then_registers() {
 
 #[test]
 fn several_contacts_are_all_listed() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let (_d, csv) = users(&kam, 1..=2);
     run(&kam, "several_contacts.xml", Some(&csv))
         .calls(2)
@@ -199,7 +194,7 @@ fn several_contacts_are_all_listed() {
 
 #[test]
 fn contact_checks_fail_when_another_binding_exists() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let (_d, csv) = users(&kam, 5..=5);
     run(&kam, "register_md5.xml", Some(&csv))
         .expect(1, 0)
@@ -228,7 +223,7 @@ fn contact_checks_fail_when_another_binding_exists() {
 
 #[test]
 fn options_keepalive_three_times() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let outcome = run(&kam, "options_keepalive.xml", None)
         .calls(2)
         .expect(2, 0)
@@ -238,7 +233,7 @@ fn options_keepalive_three_times() {
 
 #[test]
 fn flood_options_at_a_rate_then_keepalive_still_answered() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let outcome = run(&kam, "flood_options.xml", None)
         .rate(400, 1000)
         .limit(200)
@@ -258,7 +253,7 @@ fn flood_options_at_a_rate_then_keepalive_still_answered() {
 
 #[test]
 fn register_sha256_scenario_loads_and_sends_the_injected_authorization() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     // Kamailio here has no SHA-256 credentials: it challenges, which fails the call; the run
     // shows the scenario is valid SIPp and sends the injected header as is.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -282,7 +277,7 @@ fn register_sha256_scenario_loads_and_sends_the_injected_authorization() {
 
 #[test]
 fn register_bench_scenario_small_run() {
-    let Some(kam) = kamailio() else { return };
+    let kam = kamailio();
     let (_d, csv) = users(&kam, 1..=40);
     let outcome = run(&kam, "register_bench.xml", Some(&csv))
         .rate(200, 1000)
