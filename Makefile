@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Where the shared corpora live (RFC 4475, PROTOS c07-sip, PJSIP seeds); read at run time.
 export CALANQUE_TESTDATA ?= $(abspath ../shared/testdata)
 
-.PHONY: help deps test test-unit lint lint-ci fmt deny sans-io bench bench-directory fuzz
+.PHONY: help deps test test-unit lint lint-ci fmt deny sans-io bench bench-directory bench-register fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -35,9 +35,13 @@ deny: ## cargo-deny (installed from crates.io when missing)
 fmt: ## Format the tree
 	$(CARGO) fmt --all
 
-bench: deps ## Micro-benchmarks of the SIP core, then the directory import/lookup bench (BENCHMARKS.md)
+bench: deps ## Micro-benchmarks of the SIP core, the directory bench, the registration bench vs Kamailio (BENCHMARKS.md)
 	@scripts/bench.sh
 	@scripts/bench-directory.sh
+	@scripts/bench-register.sh
+
+bench-register: deps ## Authenticated registrations/s, calanque's edge vs Kamailio (SIPp, etcd-backed location)
+	@scripts/bench-register.sh
 
 bench-directory: deps ## Directory: city import through the CLI, bus lookups under load (real etcd + NATS)
 	@scripts/bench-directory.sh

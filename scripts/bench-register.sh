@@ -6,7 +6,8 @@
 #   2. calanque's SIP edge (target/release/calanque-sip-edge) on a real etcd, nats-server and
 #      calanque-directory holding the same users as devices — when the edge binary exists.
 # Prints registrations/s (successful calls / SIPp's elapsed time; the median when RUNS > 1),
-# the ratio calanque/Kamailio, and the edge's RSS before and after (bytes per binding).
+# the ratio calanque/Kamailio, and the edge's memory per registered binding (RSS growth over a
+# second wave of USERS new registrations, once the first wave's transactions have ended).
 #
 # Environment: USERS (10000), RATE (20000 calls/s asked of SIPp), LIMIT (100 calls in flight:
 # more overflows loopback UDP buffers on small machines and the 500 ms retransmissions then
@@ -16,6 +17,7 @@
 # EDGE_EXTRA_ARGS (more flags for the edge; default "--trusted-network 127.0.0.0/8": one SIPp
 # address sending thousands of requests a second is what the edge's flood protection bans, and
 # this measures the registrar, not the ban),
+# MEMORY=0 to skip the memory measurement (about 2 × SETTLE = 70 s),
 # KEEP_WORKDIR=1 to keep the temporary directory (logs, SIPp traces).
 # Exits non-zero only when a run fails; a missing edge binary is reported, not an error.
 set -euo pipefail
@@ -30,6 +32,8 @@ CHILDREN="${CHILDREN:-8}"
 ALLOCATORS="${ALLOCATORS:-default tlsf}"
 REALM="${REALM:-calanque.test}"
 SIPP_TIMEOUT="${SIPP_TIMEOUT:-120}"
+MEMORY="${MEMORY:-1}"
+SETTLE="${SETTLE:-35}"
 EDGE_EXTRA_ARGS="${EDGE_EXTRA_ARGS---trusted-network 127.0.0.0/8}"
 READY_SECONDS=60
 SCENARIO="$ROOT/e2e/sipp/register_bench.xml"
@@ -156,18 +160,24 @@ os.makedirs(f"{work}/db", exist_ok=True)
 with open(f"{work}/db/version", "w") as f:
     f.write("id(int,auto) table_name(string) table_version(int) \n0:subscriber:7\n0:location:9\n")
 with open(f"{work}/db/subscriber", "w") as sub, open(f"{work}/users.csv", "w") as csv, \
-        open(f"{work}/devices.yaml", "w") as yaml:
+        open(f"{work}/users2.csv", "w") as csv2, open(f"{work}/devices.yaml", "w") as yaml:
     sub.write("id(int,auto) username(string) domain(string) password(string) "
               "ha1(string,null) ha1b(string,null) \n")
     csv.write("SEQUENTIAL\n")
+    csv2.write("SEQUENTIAL\n")
     yaml.write("sites:\n  - id: S-BENCH\n    name: Registration bench\n"
                "    number_ranges: [9900000-9900099]\n    emergency_routes: []\n    media_policy: direct\n"
                "devices:\n")
-    for i in range(1, n + 1):
+    # Users n+1..2n are the second wave of the edge's memory measurement (devices only).
+    for i in range(1, 2 * n + 1):
         user, pw = f"user{i}", f"pw{i}"
-        sub.write(f"{i}:{user}:{realm}:{pw}::\n")
-        csv.write(f"{user};{realm};{pw};[authentication username={user} password={pw}];"
-                  f"[authentication username={user} password=wrong-{pw}]\n")
+        line = (f"{user};{realm};{pw};[authentication username={user} password={pw}];"
+                f"[authentication username={user} password=wrong-{pw}]\n")
+        if i <= n:
+            sub.write(f"{i}:{user}:{realm}:{pw}::\n")
+            csv.write(line)
+        else:
+            csv2.write(line)
         a1 = f"{user}:{realm}:{pw}".encode()
         yaml.write(f"  - id: D-{i:06d}\n    sip_username: {user}\n    site_id: S-BENCH\n"
                    f"    realm: {realm}\n    ha1_md5: {hashlib.md5(a1).hexdigest()}\n"
@@ -177,11 +187,11 @@ EOF
 # run_sipp <label> <port>: the benchmark run; sets RESULT to "<successful> <failed> <seconds>
 # <rate> <retransmissions>" (not printed: a command substitution's subshell would not stop what it started).
 run_sipp() {
-    local label="$1" port="$2" dir="$WORK/sipp-$1"
+    local label="$1" port="$2" csv="${3:-$WORK/users.csv}" dir="$WORK/sipp-$1"
     mkdir -p "$dir"
     local status=0
     (cd "$dir" && timeout $((SIPP_TIMEOUT + 30)) "${SIPP_PIN[@]}" sipp "127.0.0.1:$port" \
-        -sf "$SCENARIO" -inf "$WORK/users.csv" -i 127.0.0.1 -p "$(free_port)" -t u1 \
+        -sf "$SCENARIO" -inf "$csv" -i 127.0.0.1 -p "$(free_port)" -t u1 \
         -auth_uri "$REALM" -m "$USERS" -r "$RATE" -rp 1000 -l "$LIMIT" \
         -timeout "${SIPP_TIMEOUT}s" -nostdin -trace_stat -stf "$dir/stat.csv" \
         -trace_err -error_file "$dir/errors.log" >"$dir/stdout.log" 2>&1) || status=$?
@@ -292,30 +302,29 @@ calanque_side() {
         timeout 300 "$BIN/calanque" dir import "$WORK/devices.yaml" >&2 \
         || die "importing the devices failed"
 
-    local rates=() run rss_before="" rss_after="" bindings=""
-    for run in $(seq "$RUNS"); do
-        local sip_port pid
-        sip_port="$(free_port)"
-        say "starting calanque-sip-edge on udp+tcp 127.0.0.1:$sip_port"
+    start_edge() { # start_edge <label>: sets EDGE_PID and EDGE_PORT
+        EDGE_PORT="$(free_port)"
+        say "starting calanque-sip-edge on udp+tcp 127.0.0.1:$EDGE_PORT"
         # shellcheck disable=SC2086 # EDGE_EXTRA_ARGS is a list of flags.
         RUST_LOG=warn setsid "${SERVER_PIN[@]}" "$EDGE" --edge-id bench-1 \
-            --listen "udp:127.0.0.1:$sip_port" --listen "tcp:127.0.0.1:$sip_port" \
+            --listen "udp:127.0.0.1:$EDGE_PORT" --listen "tcp:127.0.0.1:$EDGE_PORT" \
             --etcd "$etcd_url" --nats "$nats_url" --realm "$REALM" --digest-algorithms MD5 \
-            $EDGE_EXTRA_ARGS >"$WORK/edge-$run.log" 2>&1 &
-        pid=$!
-        PIDS+=("$pid")
-        wait_for calanque-sip-edge "$pid" sip_ping "$sip_port"
-        local before after ok failed secs rate retrans
-        before="$(vm_kib "$pid" VmRSS)"
+            $EDGE_EXTRA_ARGS >"$WORK/edge-$1.log" 2>&1 &
+        EDGE_PID=$!
+        PIDS+=("$EDGE_PID")
+        wait_for calanque-sip-edge "$EDGE_PID" sip_ping "$EDGE_PORT"
+    }
+
+    local rates=() run ok failed secs rate retrans
+    for run in $(seq "$RUNS"); do
+        start_edge "$run"
         say "calanque-sip-edge, run $run/$RUNS: $USERS registrations at up to $RATE/s"
-        run_sipp "calanque-$run" "$sip_port"
+        run_sipp "calanque-$run" "$EDGE_PORT"
         read -r ok failed secs rate retrans <<<"$RESULT"
-        after="$(vm_kib "$pid" VmRSS)"
-        say "  $ok successful, $failed failed in ${secs}s: $rate registrations/s ($retrans retransmissions); RSS $before → $after KiB"
+        say "  $ok successful, $failed failed in ${secs}s: $rate registrations/s ($retrans retransmissions)"
         [ "$failed" -eq 0 ] || die "$failed registrations failed against calanque-sip-edge"
         rates+=("$rate")
-        if [ "$run" = 1 ]; then rss_before="$before"; rss_after="$after"; bindings="$ok"; fi
-        stop_one "$pid"
+        stop_one "$EDGE_PID"
     done
     local median_rate
     median_rate="$(median "${rates[@]}")"
@@ -324,9 +333,33 @@ calanque_side() {
         CALANQUE_SUMMARY+="$(printf '%-27s %s' "ratio vs kamailio ($allocator)" \
             "$(python3 -c "print(f'{$median_rate / max(${KAM_RATE[$allocator]}, 1):.2f}')")")"$'\n'
     done
-    CALANQUE_SUMMARY+="$(printf '%-27s %s MiB before, %s MiB after %s bindings: %s bytes per binding (first run)' \
-        "calanque sip-edge RSS" "$((rss_before / 1024))" "$((rss_after / 1024))" "$bindings" \
-        "$(python3 -c "print(round(($rss_after - $rss_before) * 1024 / max($bindings, 1)))")")"$'\n'
+
+    # Memory per binding. A fresh edge loads the USERS bindings the runs left in etcd (its
+    # cache), then: wave 1 re-registers them (transactions, nonces: the allocator grows to its
+    # working size), wave 2 registers USERS new users. After each wave the edge idles until its
+    # transactions have ended (Timer J, 32 s). The marginal cost of a binding is the growth over
+    # wave 2; the gross figure (everything since start, per binding) is printed too.
+    if [ "$MEMORY" = 1 ]; then
+        local rss_start rss_wave1 rss_wave2
+        start_edge memory
+        rss_start="$(vm_kib "$EDGE_PID" VmRSS)"
+        say "memory: wave 1 (refresh of $USERS bindings), then ${SETTLE}s idle"
+        run_sipp calanque-memory-1 "$EDGE_PORT"
+        sleep "$SETTLE"
+        rss_wave1="$(vm_kib "$EDGE_PID" VmRSS)"
+        say "memory: wave 2 ($USERS new bindings), then ${SETTLE}s idle"
+        run_sipp calanque-memory-2 "$EDGE_PORT" "$WORK/users2.csv"
+        read -r ok failed secs rate retrans <<<"$RESULT"
+        [ "$failed" -eq 0 ] || die "$failed registrations failed in memory wave 2"
+        sleep "$SETTLE"
+        rss_wave2="$(vm_kib "$EDGE_PID" VmRSS)"
+        stop_one "$EDGE_PID"
+        CALANQUE_SUMMARY+="$(printf '%-27s %s MiB with %s bindings loaded, %s MiB after refreshing them, %s MiB after %s more' \
+            "calanque sip-edge RSS" "$((rss_start / 1024))" "$USERS" "$((rss_wave1 / 1024))" \
+            "$((rss_wave2 / 1024))" "$ok")"$'\n'
+        CALANQUE_SUMMARY+="$(printf '%-27s %s bytes per binding (wave 2 growth / %s)' "memory per binding" \
+            "$(python3 -c "print(round(($rss_wave2 - $rss_wave1) * 1024 / max($ok, 1)))")" "$ok")"$'\n'
+    fi
 }
 
 if [ "${CALANQUE:-1}" = 0 ]; then

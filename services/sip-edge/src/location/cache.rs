@@ -6,8 +6,10 @@
 //! Every slot carries the `mod_revision` it reflects and nothing older replaces it; a binding
 //! this edge deleted leaves a tombstone (a slot without value) until the watch has passed the
 //! deletion, so that the watch's late `Put` of the old version cannot resurrect it. A commit
-//! whose revision the watch has already delivered is ignored outright: the watch state is at
-//! least as new.
+//! whose revision the watch has already delivered in full is ignored outright: the watch state
+//! is at least as new. "In full" matters: one transaction (a group commit of many REGISTERs)
+//! writes many keys at one revision, and the watch hands them over one by one; a revision is
+//! complete only once an event of a later revision arrives.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -61,8 +63,11 @@ pub(crate) struct Cache {
     aors: HashMap<Box<str>, AorSlots>,
     /// Bindings held (tombstones excluded).
     live: usize,
-    /// The last revision delivered by the watch (or the revision of the last full listing).
+    /// Every event at or below this revision has been delivered by the watch (or the last full
+    /// listing was taken at it).
     watched: Revision,
+    /// The highest revision of any event delivered (its events may still be arriving).
+    seen: Revision,
     pending: BTreeMap<Revision, Vec<Pending>>,
 }
 
@@ -94,6 +99,7 @@ impl Cache {
         }
         self.pending = self.pending.split_off(&(snapshot + 1));
         self.watched = snapshot;
+        self.seen = self.seen.max(snapshot);
         self.live = self
             .aors
             .values()
@@ -128,12 +134,20 @@ impl Cache {
 
     /// A watch event that changed nothing here (a value that did not decode).
     pub(crate) fn saw(&mut self, revision: Revision) {
-        self.watched = self.watched.max(revision);
+        self.delivered(revision);
+    }
+
+    /// The watch delivered an event of `revision`: every earlier revision is complete.
+    fn delivered(&mut self, revision: Revision) {
+        if revision > self.seen {
+            self.watched = self.watched.max(self.seen);
+            self.seen = revision;
+        }
     }
 
     /// A `Put` from the watch.
     pub(crate) fn watch_put(&mut self, row: Row) {
-        self.watched = self.watched.max(row.slot.mod_revision);
+        self.delivered(row.slot.mod_revision);
         let entry = self.aors.entry(row.segment).or_default();
         if row.slot.mod_revision <= entry.floor {
             return;
@@ -160,7 +174,7 @@ impl Cache {
 
     /// A `Delete` from the watch (explicit or by lease expiry).
     pub(crate) fn watch_delete(&mut self, segment: &str, contact: ContactKey, revision: Revision) {
-        self.watched = self.watched.max(revision);
+        self.delivered(revision);
         let Some(entry) = self.aors.get_mut(segment) else {
             return;
         };
@@ -208,9 +222,11 @@ impl Cache {
         deletes: &[ContactKey],
     ) {
         if revision <= self.watched {
-            // The watch already delivered this commit (and maybe later changes).
+            // The watch already delivered this commit in full (and maybe later changes).
             return;
         }
+        // Otherwise the watch may have delivered part of this revision's keys (and nothing
+        // later): upsert_slot keeps whichever copy is at least as new.
         let entry = self.aors.entry(segment.into()).or_default();
         for slot in puts {
             let was_live = entry
@@ -349,7 +365,14 @@ mod tests {
         cache.watch_delete("a", ContactKey([1; 16]), 4);
         cache.prune();
         assert_eq!(cache.len(), 0);
-        assert!(cache.aors.is_empty(), "tombstone and AOR entry pruned");
+        // Revision 4 is complete once the watch moves past it (another AOR's put at 5).
+        cache.watch_put(row("b", 2, 5));
+        cache.prune();
+        assert_eq!(cache.len(), 1);
+        assert!(
+            !cache.aors.contains_key("a"),
+            "tombstone and AOR entry pruned"
+        );
         assert!(cache.pending.is_empty());
     }
 
@@ -360,6 +383,22 @@ mod tests {
         cache.watch_delete("a", ContactKey([1; 16]), 6);
         cache.commit("a", 4, vec![slot(1, 4)], &[]);
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_commit_of_a_revision_the_watch_delivered_in_part_still_lands() {
+        // One group commit wrote keys of AORs a and b at revision 7; the watch has handed over
+        // a's key only when b's apply updates the cache.
+        let mut cache = Cache::default();
+        cache.watch_put(row("a", 1, 7));
+        cache.commit("b", 7, vec![slot(2, 7)], &[]);
+        assert_eq!(
+            cache.len(),
+            2,
+            "b's binding must be visible as soon as apply returns"
+        );
+        cache.watch_put(row("b", 2, 7));
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]

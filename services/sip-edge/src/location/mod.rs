@@ -19,6 +19,7 @@
 
 mod cache;
 mod codec;
+mod committer;
 mod keys;
 mod leases;
 
@@ -136,6 +137,7 @@ struct Shared {
     layout: KeyLayout,
     cache: RwLock<Cache>,
     leases: Leases,
+    committer: committer::Committer,
     skipped: AtomicU64,
     reloads: AtomicU64,
 }
@@ -253,6 +255,7 @@ impl LocationService {
         let layout = KeyLayout::new(&config.prefix);
         let (listing, revision) = store.list_prefix(layout.prefix()).await?;
         let shared = Arc::new(Shared {
+            committer: committer::Committer::start(store.clone()),
             store,
             layout,
             cache: RwLock::new(Cache::default()),
@@ -407,7 +410,7 @@ impl LocationService {
                 });
             }
             ops.extend(deletes.iter().map(|key| Op::Delete { key: key.clone() }));
-            match self.shared.store.txn(compares.clone(), ops).await {
+            match self.shared.committer.txn(compares.clone(), ops).await {
                 Ok(outcome) if outcome.succeeded => break outcome.revision,
                 Ok(_) => {
                     return Err(LocationError::Conflict {
