@@ -13,7 +13,8 @@
 # more overflows loopback UDP buffers on small machines and the 500 ms retransmissions then
 # dominate; the retransmission count is printed),
 # RUNS (3), CHILDREN (8 Kamailio workers), ALLOCATORS ("default tlsf"), REALM (calanque.test),
-# SIPP_TIMEOUT (120 s per run), CALANQUE=0 to measure Kamailio only,
+# SIPP_TIMEOUT (120 s per run), CALANQUE=0 to measure Kamailio only, ALLOCATORS="" to measure
+# calanque only,
 # EDGE_EXTRA_ARGS (more flags for the edge; default "--trusted-network 127.0.0.0/8": one SIPp
 # address sending thousands of requests a second is what the edge's flood protection bans, and
 # this measures the registrar, not the ban),
@@ -29,7 +30,7 @@ RATE="${RATE:-20000}"
 LIMIT="${LIMIT:-100}"
 RUNS="${RUNS:-3}"
 CHILDREN="${CHILDREN:-8}"
-ALLOCATORS="${ALLOCATORS:-default tlsf}"
+ALLOCATORS="${ALLOCATORS-default tlsf}"
 REALM="${REALM:-calanque.test}"
 SIPP_TIMEOUT="${SIPP_TIMEOUT:-120}"
 MEMORY="${MEMORY:-1}"
