@@ -45,6 +45,9 @@ pub struct EdgeConfig {
     pub location: LocationConfig,
     pub connections: ConnectionLimits,
     pub transactions: TransactionConfig,
+    /// How often phones registered over UDP from behind NAT get a keep-alive from the edge
+    /// (shorter than common NAT UDP timeouts, 30–120 s).
+    pub nat_keepalive: Duration,
     /// How long call-control has to acknowledge a request before the edge answers 503.
     pub core_timeout: Duration,
     /// Graceful drain: the longest the edge waits for transactions in flight after SIGTERM.
@@ -72,6 +75,7 @@ impl EdgeConfig {
             location: LocationConfig::default(),
             connections: ConnectionLimits::default(),
             transactions: TransactionConfig::default(),
+            nat_keepalive: Duration::from_secs(25),
             core_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(25),
             drain_linger: Duration::from_secs(1),

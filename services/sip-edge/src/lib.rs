@@ -15,7 +15,7 @@
 //! `engine` (the one task that owns the transaction layer), `auth` (digest against the
 //! directory), `registrar` (the location update), `location/` (bindings in the store),
 //! `protection/` (rate limits, bans, scanners, lockouts), `core_routing` (the bus to
-//! call-control), `service` (wiring, drain).
+//! call-control), `nat_keepalive` (pings to phones behind NAT), `service` (wiring, drain).
 
 pub mod auth;
 pub mod clock;
@@ -23,6 +23,7 @@ pub mod config;
 pub mod core_routing;
 mod engine;
 pub mod location;
+pub mod nat_keepalive;
 pub mod protection;
 pub mod registrar;
 pub mod service;

@@ -51,7 +51,19 @@ pub struct EdgeHandle {
     location: LocationService,
     protection: Arc<Mutex<Protection>>,
     _bans: BanSync,
-    _subscriptions: Vec<JoinHandle<()>>,
+    _tasks: AbortOnDrop,
+}
+
+/// Background tasks of an edge (bus subscriptions, NAT keep-alive), stopped with it.
+#[derive(Debug)]
+struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 impl EdgeHandle {
@@ -174,6 +186,13 @@ fn start_with(
         tracing::info!(edge = %config.edge_id, listen = %spec, "listening");
     }
     let engine = tokio::spawn(engine.run());
+    let mut subscriptions = subscriptions;
+    subscriptions.push(tokio::spawn(crate::nat_keepalive::run(
+        location.clone(),
+        transports.clone(),
+        config.edge_id.clone(),
+        config.nat_keepalive,
+    )));
     Ok(EdgeHandle {
         commands: command_tx,
         engine,
@@ -181,7 +200,7 @@ fn start_with(
         location,
         protection,
         _bans: bans,
-        _subscriptions: subscriptions,
+        _tasks: AbortOnDrop(subscriptions),
     })
 }
 

@@ -269,6 +269,16 @@ impl Cache {
             .filter(|s| s.is_live())
     }
 
+    /// Every live slot with its AOR segment.
+    pub(crate) fn all_slots(&self) -> impl Iterator<Item = (&str, &Slot)> + '_ {
+        self.aors.iter().flat_map(|(segment, aor)| {
+            aor.slots
+                .iter()
+                .filter(|s| s.is_live())
+                .map(move |s| (&**segment, s))
+        })
+    }
+
     /// The heap this cache uses, estimated from capacities and lengths (allocator overhead
     /// excluded): what [`super::LocationService::approx_bytes_per_binding`] divides.
     pub(crate) fn heap_bytes(&self) -> usize {

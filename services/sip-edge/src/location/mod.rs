@@ -283,6 +283,22 @@ impl LocationService {
             .collect()
     }
 
+    /// Every binding unexpired at `now_unix` that `keep` selects (decoded one by one: the
+    /// edge's NAT keep-alive walks them every few tens of seconds).
+    pub fn select(
+        &self,
+        now_unix: u64,
+        mut keep: impl FnMut(&StoredBinding) -> bool,
+    ) -> Vec<StoredBinding> {
+        let cache = self.shared.read();
+        cache
+            .all_slots()
+            .filter(|(_, s)| s.expires_at > now_unix)
+            .filter_map(|(segment, s)| self.shared.stored(segment, s))
+            .filter(|b| keep(b))
+            .collect()
+    }
+
     /// Reads the bindings of `aor` from the store (what to plan from after a
     /// [`LocationError::Conflict`], or when the cache may lag) and refreshes the cache with
     /// them. Includes bindings that have expired but that their lease has not removed yet (the

@@ -237,6 +237,18 @@ impl Client {
         }
     }
 
+    /// The next datagram of any kind (UDP clients only); `None` after `wait`.
+    pub async fn raw_datagram(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 65535];
+        let socket = self.udp.as_ref()?;
+        let (n, _) = tokio::time::timeout(wait, socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+
     /// The next response, skipping 1xx; `None` after `wait`.
     pub async fn final_response(&mut self, wait: Duration) -> Option<Response> {
         let deadline = tokio::time::Instant::now() + wait;
