@@ -185,7 +185,9 @@ with open(f"{work}/db/subscriber", "w") as sub, open(f"{work}/users.csv", "w") a
                    f"    ha1_sha256: {hashlib.sha256(a1).hexdigest()}\n")
 EOF
 
-# run_sipp <label> <port>: the benchmark run; sets RESULT to "<successful> <failed> <seconds>
+# run_sipp <label> <port> [csv]: the benchmark run (SIPp's receive buffer raised to 4 MiB for
+# both servers: with its 64 KiB default, bursts of answers overflowed SIPp's own socket and its
+# 500 ms retransmissions, not the server, set the pace); sets RESULT to "<successful> <failed> <seconds>
 # <rate> <retransmissions>" (not printed: a command substitution's subshell would not stop what it started).
 run_sipp() {
     local label="$1" port="$2" csv="${3:-$WORK/users.csv}" dir="$WORK/sipp-$1"
@@ -194,7 +196,7 @@ run_sipp() {
     (cd "$dir" && timeout $((SIPP_TIMEOUT + 30)) "${SIPP_PIN[@]}" sipp "127.0.0.1:$port" \
         -sf "$SCENARIO" -inf "$csv" -i 127.0.0.1 -p "$(free_port)" -t u1 \
         -auth_uri "$REALM" -m "$USERS" -r "$RATE" -rp 1000 -l "$LIMIT" \
-        -timeout "${SIPP_TIMEOUT}s" -nostdin -trace_stat -stf "$dir/stat.csv" \
+        -buff_size 4194304 -timeout "${SIPP_TIMEOUT}s" -nostdin -trace_stat -stf "$dir/stat.csv" \
         -trace_err -error_file "$dir/errors.log" >"$dir/stdout.log" 2>&1) || status=$?
     if [ "$status" -gt 1 ] || [ ! -s "$dir/stat.csv" ]; then
         tail -n 20 "$dir/errors.log" "$dir/stdout.log" >&2 2>/dev/null || true
