@@ -245,9 +245,10 @@ impl Engine {
 
     fn on_received(&mut self, received: Received) {
         let admission = {
-            let Ok(mut protection) = self.protection.lock() else {
-                return;
-            };
+            let mut protection = self
+                .protection
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let admission =
                 protection.admit(clock::unix_ms(), received.source.ip(), &received.data);
             self.bans.drain(&mut protection);
@@ -365,22 +366,7 @@ impl Engine {
         transport: Transport,
     ) {
         let now_unix = clock::unix_secs();
-        let outcome = {
-            let Ok(mut protection) = self.protection.lock() else {
-                return;
-            };
-            let outcome = self.auth.authenticate(
-                &request,
-                ChallengeKind::Registrar,
-                source.ip(),
-                now_unix,
-                clock::unix_ms(),
-                &mut protection,
-            );
-            self.bans.drain(&mut protection);
-            outcome
-        };
-        let device = match outcome {
+        let device = match self.authenticate(&request, ChallengeKind::Registrar, source) {
             AuthOutcome::Reply(response) => return self.respond(&key, *response),
             AuthOutcome::Authenticated(device) => device,
         };
@@ -415,6 +401,31 @@ impl Engine {
                 })
                 .await;
         });
+    }
+
+    /// Digest authentication with the protection's failure accounting; bans it decides go to
+    /// the other replicas at once.
+    fn authenticate(
+        &mut self,
+        request: &Request,
+        kind: ChallengeKind,
+        source: SocketAddr,
+    ) -> AuthOutcome {
+        // A poisoned lock only means a panic elsewhere mid-update; the counters stay usable.
+        let mut protection = self
+            .protection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outcome = self.auth.authenticate(
+            request,
+            kind,
+            source.ip(),
+            clock::unix_secs(),
+            clock::unix_ms(),
+            &mut protection,
+        );
+        self.bans.drain(&mut protection);
+        outcome
     }
 
     /// Checks the authenticated device may register the To AOR (§10.3 step 4): its own
@@ -464,22 +475,7 @@ impl Engine {
             .is_some_and(|to| to.params.get("tag").is_some());
         let mut device_id = String::new();
         if !in_dialog && !self.is_trusted(source.ip()) {
-            let outcome = {
-                let Ok(mut protection) = self.protection.lock() else {
-                    return;
-                };
-                let outcome = self.auth.authenticate(
-                    &request,
-                    ChallengeKind::Proxy,
-                    source.ip(),
-                    clock::unix_secs(),
-                    clock::unix_ms(),
-                    &mut protection,
-                );
-                self.bans.drain(&mut protection);
-                outcome
-            };
-            match outcome {
+            match self.authenticate(&request, ChallengeKind::Proxy, source) {
                 AuthOutcome::Reply(response) => return self.respond(&key, *response),
                 AuthOutcome::Authenticated(device) => device_id = device.id.as_str().to_owned(),
             }
