@@ -55,6 +55,13 @@ pub fn edge_deliver(edge_id: &str) -> String {
     format!("{PREFIX}.edge.{edge_id}.deliver")
 }
 
+/// `calanque.v1.edge.<edge-id>.send`: [`crate::v1::EdgeSend`], requests call-control asks that
+/// edge to send (it holds the flow); results come back as [`crate::v1::EdgeSendResult`] on the
+/// request's `reply_subject`.
+pub fn edge_send(edge_id: &str) -> String {
+    format!("{PREFIX}.edge.{edge_id}.send")
+}
+
 /// Full protobuf type names, the values of [`TYPE_HEADER`].
 pub mod types {
     /// [`crate::v1::DirectoryChange`].
@@ -73,6 +80,10 @@ pub mod types {
     pub const EDGE_RESPONSE: &str = "calanque.v1.EdgeResponse";
     /// [`crate::v1::FlowDelivery`].
     pub const FLOW_DELIVERY: &str = "calanque.v1.FlowDelivery";
+    /// [`crate::v1::EdgeSend`].
+    pub const EDGE_SEND: &str = "calanque.v1.EdgeSend";
+    /// [`crate::v1::EdgeSendResult`].
+    pub const EDGE_SEND_RESULT: &str = "calanque.v1.EdgeSendResult";
 }
 
 /// Every entry kind that has a subject token, in the proto's order.
@@ -147,6 +158,7 @@ mod tests {
             CALL_CONTROL_REQUESTS.to_owned(),
             edge_responses("edge-1"),
             edge_deliver("edge-1"),
+            edge_send("edge-1"),
         ];
         subjects.extend(ENTRY_KINDS.iter().filter_map(|k| directory_changed(*k)));
         subjects
@@ -155,7 +167,7 @@ mod tests {
     #[test]
     fn every_publish_subject_is_a_valid_versioned_nats_subject() {
         let subjects = all_subjects();
-        assert_eq!(subjects.len(), 5 + ENTRY_KINDS.len());
+        assert_eq!(subjects.len(), 6 + ENTRY_KINDS.len());
         for subject in subjects {
             assert!(is_valid_subject(&subject, false), "{subject}");
             assert!(subject.starts_with("calanque.v1."), "{subject}");
@@ -211,5 +223,10 @@ mod tests {
         assert_eq!(types::EDGE_REQUEST, crate::v1::EdgeRequest::full_name());
         assert_eq!(types::EDGE_RESPONSE, crate::v1::EdgeResponse::full_name());
         assert_eq!(types::FLOW_DELIVERY, crate::v1::FlowDelivery::full_name());
+        assert_eq!(types::EDGE_SEND, crate::v1::EdgeSend::full_name());
+        assert_eq!(
+            types::EDGE_SEND_RESULT,
+            crate::v1::EdgeSendResult::full_name()
+        );
     }
 }

@@ -72,6 +72,22 @@ impl CoreRouter {
         Ok(())
     }
 
+    /// Publishes the result of an `EdgeSend` to call-control.
+    pub async fn send_result(
+        &self,
+        subject: &str,
+        result: proto::v1::EdgeSendResult,
+    ) -> Result<(), HandOffError> {
+        self.bus
+            .publish(
+                subject,
+                typed(types::EDGE_SEND_RESULT),
+                Bytes::from(result.encode_to_vec()),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Asks the edge holding a flow to send a message over it.
     pub async fn deliver_via(
         &self,
@@ -92,6 +108,11 @@ impl CoreRouter {
 /// Decodes a call-control response addressed to this edge.
 pub fn decode_response(payload: &[u8]) -> Option<EdgeResponse> {
     EdgeResponse::decode(payload).ok()
+}
+
+/// Decodes a request call-control asks this edge to send.
+pub fn decode_send(payload: &[u8]) -> Option<proto::v1::EdgeSend> {
+    proto::v1::EdgeSend::decode(payload).ok()
 }
 
 /// Decodes a flow delivery addressed to this edge.

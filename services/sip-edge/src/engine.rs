@@ -40,6 +40,8 @@ pub(crate) enum Command {
     CoreUnavailable { handle: u64 },
     /// Send this over a connection we hold (asked by another edge).
     Deliver(Transmit),
+    /// Send a request for call-control through one of our flows (ADR 0011).
+    Send(Box<proto::v1::EdgeSend>),
     /// SIGTERM: stop taking new transactions, finish those in flight, then stop.
     Drain,
 }
@@ -72,6 +74,12 @@ pub(crate) struct Engine {
     /// cannot: 503, or 487 after a CANCEL).
     core_pending: HashMap<u64, (TransactionKey, Request)>,
     core_handles: HashMap<TransactionKey, u64>,
+    /// Client transactions run for call-control, and the INVITEs among them by call_ref (for
+    /// CANCEL).
+    outgoing: HashMap<TransactionKey, Outgoing>,
+    outgoing_invites: HashMap<String, TransactionKey>,
+    /// Results for call-control, to the task that publishes them in order.
+    results: mpsc::UnboundedSender<(String, proto::v1::EdgeSendResult)>,
     next_handle: u64,
     draining: Option<Instant>,
     /// When the last unanswered transaction was answered during a drain.
@@ -106,6 +114,7 @@ impl Engine {
     pub(crate) fn new(parts: EngineParts) -> Engine {
         let mut tx_config = parts.config.transactions.clone();
         tx_config.id_seed = rand::random();
+        let results = spawn_result_publisher(parts.core.clone());
         Engine {
             layer: TransactionLayer::new(tx_config, clock::monotonic()),
             config: parts.config,
@@ -121,6 +130,9 @@ impl Engine {
             unanswered: HashSet::new(),
             core_pending: HashMap::new(),
             core_handles: HashMap::new(),
+            outgoing: HashMap::new(),
+            outgoing_invites: HashMap::new(),
+            results,
             next_handle: 1,
             draining: None,
             quiet_since: None,
@@ -213,6 +225,7 @@ impl Engine {
                     tracing::debug!(destination = %transmit.destination, "flow to deliver on is gone");
                 }
             }
+            Command::Send(send) => self.on_send(*send),
             Command::Drain => {
                 if self.draining.is_none() {
                     tracing::info!(
@@ -318,16 +331,25 @@ impl Engine {
             }
             Event::Terminated { key } => {
                 self.unanswered.remove(&key);
+                if let Some(outgoing) = self.outgoing.remove(&key) {
+                    self.outgoing_invites.remove(&outgoing.call_ref);
+                }
                 if let Some(handle) = self.core_handles.get(&key).copied() {
                     self.forget_core(handle);
                 }
+            }
+            Event::Response { key, response, .. } => self.on_outgoing_response(&key, *response),
+            Event::Timeout { key } => {
+                self.outgoing_failed(&key, StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+            }
+            Event::TransportError { key } => {
+                self.outgoing_failed(&key, StatusCode::SERVICE_UNAVAILABLE, "Flow Failed");
             }
             Event::StrayResponse {
                 response, source, ..
             } => {
                 tracing::debug!(%source, status = response.status.as_u16(), "response matching no transaction dropped");
             }
-            Event::Response { .. } | Event::Timeout { .. } | Event::TransportError { .. } => {}
         }
     }
 
@@ -526,6 +548,134 @@ impl Engine {
         }
     }
 
+    /// Sends a request for call-control: our Via on top, a client transaction, results to
+    /// its reply subject. CANCEL cancels the INVITE of the same call_ref; ACK goes without a
+    /// transaction.
+    fn on_send(&mut self, send: proto::v1::EdgeSend) {
+        let proto::v1::EdgeSend {
+            call_ref,
+            message,
+            flow,
+            reply_subject,
+        } = send;
+        let Some((transport, destination)) = flow.as_ref().and_then(flow_target) else {
+            tracing::warn!(%call_ref, "EdgeSend without a usable flow dropped");
+            return;
+        };
+        let Some(local) = self
+            .transports
+            .connection_local(&transport, destination)
+            .or_else(|| self.transports.local_addr(&transport))
+        else {
+            tracing::warn!(%call_ref, %destination, "no local address for the flow's transport");
+            return;
+        };
+        // Call-control's request carries its own Via (a placeholder naming call-control, so
+        // that responses stay well-formed once ours is removed); ours goes on top.
+        let mut request = match sip_msg::parse_datagram(&message) {
+            Ok(SipMessage::Request(request)) => request,
+            Ok(SipMessage::Response(_)) | Err(_) => {
+                tracing::warn!(%call_ref, "call-control sent something that is not a request");
+                return;
+            }
+        };
+        let branch = self.layer.new_branch();
+        let host = match local.ip() {
+            std::net::IpAddr::V4(ip) => sip_msg::Host::Ipv4(ip),
+            std::net::IpAddr::V6(ip) => sip_msg::Host::Ipv6(ip),
+        };
+        let mut via = sip_msg::Via::new(transport.clone(), host, Some(local.port()), &branch);
+        via.params.set("rport", None);
+        request.headers.push_front(HeaderName::Via, via.to_string());
+        let fail = |this: &mut Self, request: &Request, status, reason: &str| {
+            let mut response = build_response(request, status, None);
+            response.reason = reason.to_owned();
+            response.headers.remove_first(&HeaderName::Via);
+            this.publish_result(&call_ref, &reply_subject, &response);
+        };
+        if request.method == Method::Cancel {
+            let cancelled = self
+                .outgoing_invites
+                .get(&call_ref)
+                .copied()
+                .map(|invite| self.layer.cancel(clock::monotonic(), &invite));
+            if !matches!(cancelled, Some(Ok(_))) {
+                tracing::debug!(%call_ref, "nothing to cancel (no INVITE pending or no provisional yet)");
+            }
+            return;
+        }
+        if request.method == Method::Ack {
+            self.layer.send_stateless(Transmit {
+                transport,
+                destination,
+                contents: request.to_bytes().into(),
+            });
+            return;
+        }
+        let is_invite = request.method == Method::Invite;
+        match self
+            .layer
+            .send_request(clock::monotonic(), request.clone(), destination, transport)
+        {
+            Ok(key) => {
+                if is_invite {
+                    self.outgoing_invites.insert(call_ref.clone(), key);
+                }
+                self.outgoing.insert(
+                    key,
+                    Outgoing {
+                        call_ref,
+                        reply_subject,
+                        request,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a client transaction");
+                fail(
+                    self,
+                    &request,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Edge Overloaded",
+                );
+            }
+        }
+    }
+
+    fn on_outgoing_response(&mut self, key: &TransactionKey, mut response: Response) {
+        let Some(outgoing) = self.outgoing.get(key) else {
+            return;
+        };
+        // Our Via is ours alone: call-control's copy of the request never had it.
+        response.headers.remove_first(&HeaderName::Via);
+        let (call_ref, subject) = (outgoing.call_ref.clone(), outgoing.reply_subject.clone());
+        self.publish_result(&call_ref, &subject, &response);
+    }
+
+    /// Tells call-control its request failed at the edge (Timer B/F, transport error).
+    fn outgoing_failed(&mut self, key: &TransactionKey, status: StatusCode, reason: &str) {
+        let Some(outgoing) = self.outgoing.get(key) else {
+            return;
+        };
+        let mut response = build_response(&outgoing.request, status, None);
+        response.reason = reason.to_owned();
+        response.headers.remove_first(&HeaderName::Via);
+        let (call_ref, subject) = (outgoing.call_ref.clone(), outgoing.reply_subject.clone());
+        self.publish_result(&call_ref, &subject, &response);
+    }
+
+    /// Queues a result for call-control. One task publishes them in order: a 180 must not
+    /// overtake the 200 that follows it.
+    fn publish_result(&self, call_ref: &str, subject: &str, response: &Response) {
+        let result = proto::v1::EdgeSendResult {
+            call_ref: call_ref.to_owned(),
+            message: response.to_bytes(),
+        };
+        if self.results.send((subject.to_owned(), result)).is_err() {
+            tracing::warn!("result publisher stopped; result for call-control dropped");
+        }
+    }
+
     fn forget_core(&mut self, handle: u64) -> Option<(TransactionKey, Request)> {
         let (key, request) = self.core_pending.remove(&handle)?;
         self.core_handles.remove(&key);
@@ -589,6 +739,41 @@ impl Engine {
             device_id: device_id.to_owned(),
         }
     }
+}
+
+/// The task that publishes results for call-control, in the order the engine produced them.
+fn spawn_result_publisher(
+    core: CoreRouter,
+) -> mpsc::UnboundedSender<(String, proto::v1::EdgeSendResult)> {
+    let (sender, mut receiver) = mpsc::unbounded_channel::<(String, proto::v1::EdgeSendResult)>();
+    tokio::spawn(async move {
+        while let Some((subject, result)) = receiver.recv().await {
+            if let Err(e) = core.send_result(&subject, result).await {
+                tracing::debug!(error = %e, "result for call-control not published");
+            }
+        }
+    });
+    sender
+}
+
+/// A client transaction run for call-control.
+#[derive(Debug)]
+struct Outgoing {
+    call_ref: String,
+    reply_subject: String,
+    request: Request,
+}
+
+/// Transport and address a flow designates.
+fn flow_target(flow: &proto::v1::Flow) -> Option<(Transport, SocketAddr)> {
+    let destination = flow.remote.parse().ok()?;
+    let transport = match proto::v1::SipTransport::try_from(flow.transport).ok()? {
+        proto::v1::SipTransport::Tcp => Transport::Tcp,
+        proto::v1::SipTransport::Tls => Transport::Tls,
+        proto::v1::SipTransport::Udp => Transport::Udp,
+        proto::v1::SipTransport::Unspecified => return None,
+    };
+    Some((transport, destination))
 }
 
 fn unspecified() -> SocketAddr {

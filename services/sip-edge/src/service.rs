@@ -260,5 +260,18 @@ async fn subscribe(
             }
         }
     });
-    Ok(vec![responses, deliveries])
+    let mut sends = bus.subscribe(&proto::subjects::edge_send(edge_id)).await?;
+    let to_engine = commands.clone();
+    let sends = tokio::spawn(async move {
+        while let Some(message) = sends.next().await {
+            let Some(send) = core_routing::decode_send(&message.payload) else {
+                tracing::warn!("undecodable EdgeSend dropped");
+                continue;
+            };
+            if to_engine.send(Command::Send(Box::new(send))).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(vec![responses, deliveries, sends])
 }

@@ -237,6 +237,16 @@ impl Client {
         }
     }
 
+    /// The UDP socket (a UDP client only), to act as the phone in tests.
+    pub fn udp_socket(&self) -> &UdpSocket {
+        self.udp.as_ref().expect("a UDP client")
+    }
+
+    /// The TCP connection (a TCP client only).
+    pub fn tcp_stream(&mut self) -> &mut TcpStream {
+        self.tcp.as_mut().expect("a TCP client")
+    }
+
     /// The next datagram of any kind (UDP clients only); `None` after `wait`.
     pub async fn raw_datagram(&mut self, wait: Duration) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 65535];
