@@ -20,24 +20,15 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
 
 use directory::model::{
     ClassOfService, Device, Entry, EntryKey, Extension, HuntGroup, PickupGroup, Route, Site, Trunk,
     User,
 };
 use directory::storage::{self, DIRECTORY_PREFIX};
-use futures::FutureExt;
-use store::{KeyValue, Revision, Store, StoreError, Watch, WatchEvent};
+use store::mirror::{self, Mirror};
+use store::{KeyValue, Revision, Store, StoreError, WatchEvent};
 use tokio::task::JoinHandle;
-
-/// First pause before re-listing or re-watching after a failure.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-/// Longest pause between attempts while the store is unreachable.
-const RETRY_MAX: Duration = Duration::from_secs(2);
-/// Most watch events applied under one write lock (a bulk import is applied in a few
-/// batches rather than one long lock).
-const MAX_BATCH: usize = 4_096;
 
 /// Why the cache could not start.
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +201,31 @@ impl Shared {
         tracing::debug!(entries, revision, "directory cache loaded");
     }
 
+    fn publish(&self, revision: Revision) {
+        self.revision.send_if_modified(|current| {
+            if revision > *current {
+                *current = revision;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn revision(&self) -> Revision {
+        *self.revision.borrow()
+    }
+}
+
+/// The follower task (`store::mirror::follow`) keeps the indexes in step with the store.
+impl Mirror for Shared {
+    fn reload(&self, listing: &[KeyValue], revision: Revision) {
+        // Counted before the new revision is published, so that a caller who saw the
+        // revision also sees the reload.
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        self.replace(listing, revision);
+    }
+
     /// Applies watch events in order under one write lock.
     fn apply(&self, events: Vec<WatchEvent>) {
         let mut last = None;
@@ -238,19 +254,9 @@ impl Shared {
         }
     }
 
-    fn publish(&self, revision: Revision) {
-        self.revision.send_if_modified(|current| {
-            if revision > *current {
-                *current = revision;
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    fn revision(&self) -> Revision {
-        *self.revision.borrow()
+    /// The published revision: the follower resumes after it.
+    fn reached(&self) -> Option<Revision> {
+        Some(self.revision())
     }
 }
 
@@ -289,7 +295,13 @@ impl DirectoryCache {
             reloads: AtomicU64::new(0),
         });
         shared.replace(&listing, revision);
-        let task = tokio::spawn(follow(store, shared.clone(), revision));
+        let task = tokio::spawn(mirror::follow(
+            store,
+            DIRECTORY_PREFIX.to_owned(),
+            shared.clone(),
+            revision,
+            "directory cache",
+        ));
         Ok(DirectoryCache {
             shared,
             _task: Arc::new(TaskGuard(task)),
@@ -389,105 +401,4 @@ impl DirectoryCache {
     pub fn reloads(&self) -> u64 {
         self.shared.reloads.load(Ordering::Relaxed)
     }
-}
-
-/// Why following the watch stopped; the loop reloads and watches again.
-enum Interrupted {
-    /// The watch asked for history the store has compacted away.
-    Compacted,
-    /// The watch failed or ended.
-    Lost(String),
-}
-
-/// Follows the store from `revision + 1` forever (until aborted): applies events in batches,
-/// and on compaction or a watch that ends re-lists and re-watches with a bounded backoff.
-async fn follow(store: Arc<dyn Store>, shared: Arc<Shared>, mut revision: Revision) {
-    let mut pause = RETRY_FIRST;
-    let mut stale = false;
-    loop {
-        if stale {
-            match store.list_prefix(DIRECTORY_PREFIX).await {
-                Ok((listing, listed)) => {
-                    // Counted before the new revision is published, so that a caller who
-                    // saw the revision also sees the reload.
-                    shared.reloads.fetch_add(1, Ordering::Relaxed);
-                    shared.replace(&listing, listed);
-                    revision = listed;
-                    stale = false;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "directory cache reload failed; serving the last state");
-                    backoff(&mut pause).await;
-                    continue;
-                }
-            }
-        }
-        let watch = match store.watch(DIRECTORY_PREFIX, revision + 1).await {
-            Ok(watch) => watch,
-            Err(StoreError::Compacted { .. }) => {
-                stale = true;
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "directory cache watch failed to open; retrying");
-                backoff(&mut pause).await;
-                continue;
-            }
-        };
-        pause = RETRY_FIRST;
-        match read(watch, &shared, &mut revision).await {
-            Interrupted::Compacted => {
-                tracing::info!(revision, "directory history compacted; reloading the cache");
-            }
-            Interrupted::Lost(reason) => {
-                tracing::warn!(%reason, revision, "directory watch lost; reloading the cache");
-                backoff(&mut pause).await;
-            }
-        }
-        stale = true;
-    }
-}
-
-/// Applies a watch's events until it breaks.
-async fn read(mut watch: Watch, shared: &Shared, revision: &mut Revision) -> Interrupted {
-    loop {
-        let first = match watch.next().await {
-            Some(Ok(event)) => event,
-            Some(Err(StoreError::Compacted { .. })) => return Interrupted::Compacted,
-            Some(Err(e)) => return Interrupted::Lost(e.to_string()),
-            None => return Interrupted::Lost("the watch ended".to_owned()),
-        };
-        let mut batch = vec![first];
-        let mut broken = None;
-        // Whatever is already queued joins the batch (`recv` is cancel-safe, so polling once
-        // and dropping the future loses nothing).
-        while batch.len() < MAX_BATCH {
-            match watch.next().now_or_never() {
-                Some(Some(Ok(event))) => batch.push(event),
-                Some(Some(Err(StoreError::Compacted { .. }))) => {
-                    broken = Some(Interrupted::Compacted);
-                    break;
-                }
-                Some(Some(Err(e))) => {
-                    broken = Some(Interrupted::Lost(e.to_string()));
-                    break;
-                }
-                Some(None) => {
-                    broken = Some(Interrupted::Lost("the watch ended".to_owned()));
-                    break;
-                }
-                None => break,
-            }
-        }
-        shared.apply(batch);
-        *revision = (*revision).max(shared.revision());
-        if let Some(broken) = broken {
-            return broken;
-        }
-    }
-}
-
-async fn backoff(pause: &mut Duration) {
-    tokio::time::sleep(*pause).await;
-    *pause = (*pause * 2).min(RETRY_MAX);
 }

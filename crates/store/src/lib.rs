@@ -5,9 +5,13 @@
 //! watches that replay from a revision — and is implemented twice: over etcd for the cluster
 //! and on local disk for the all-in-one mode. Both pass one test suite
 //! (`tests/conformance.rs`).
+//!
+//! [`mirror`] keeps a key prefix mirrored in memory (list, then follow the watch, re-list
+//! after compaction) for the caches built on the store.
 
 pub mod embedded;
 pub mod etcd;
+pub mod mirror;
 
 use std::time::Duration;
 

@@ -27,11 +27,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use futures::FutureExt;
 use proto::v1::Flow;
 use sip_core::registrar::{Binding, RegisterPlan, contact_uri_matches};
 use sip_msg::Uri;
-use store::{Compare, KeyValue, LeaseId, Op, Revision, Store, StoreError, Watch, WatchEvent};
+use store::mirror::{self, Mirror};
+use store::{Compare, KeyValue, LeaseId, Op, Revision, Store, StoreError, WatchEvent};
 use tokio::task::JoinHandle;
 
 use cache::{Cache, Row, Slot};
@@ -41,13 +41,6 @@ use leases::Leases;
 
 /// The default key prefix of the location bindings.
 pub const LOCATION_PREFIX: &str = "calanque/v1/location/";
-
-/// First pause before re-listing or re-watching after a failure.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-/// Longest pause between attempts while the store is unreachable.
-const RETRY_MAX: Duration = Duration::from_secs(2);
-/// Most watch events applied under one write lock.
-const MAX_BATCH: usize = 4_096;
 
 /// Where and how bindings are stored.
 #[derive(Debug, Clone)]
@@ -205,8 +198,16 @@ impl Shared {
         cache.replace_all(rows, revision);
         tracing::debug!(bindings = cache.len(), revision, "location cache loaded");
     }
+}
 
-    fn apply_events(&self, events: Vec<WatchEvent>) {
+/// The watch task (`store::mirror::follow`) keeps the cache in step with the store.
+impl Mirror for Shared {
+    fn reload(&self, listing: &[KeyValue], revision: Revision) {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        self.replace_all(listing, revision);
+    }
+
+    fn apply(&self, events: Vec<WatchEvent>) {
         let mut cache = self.write();
         for event in events {
             match event {
@@ -254,6 +255,7 @@ impl LocationService {
     ) -> Result<LocationService, LocationError> {
         let layout = KeyLayout::new(&config.prefix);
         let (listing, revision) = store.list_prefix(layout.prefix()).await?;
+        let prefix = layout.prefix().to_owned();
         let shared = Arc::new(Shared {
             committer: committer::Committer::start(store.clone()),
             store,
@@ -264,7 +266,13 @@ impl LocationService {
             reloads: AtomicU64::new(0),
         });
         shared.replace_all(&listing, revision);
-        let task = tokio::spawn(follow(shared.clone(), revision));
+        let task = tokio::spawn(mirror::follow(
+            shared.store.clone(),
+            prefix,
+            shared.clone(),
+            revision,
+            "location",
+        ));
         Ok(LocationService {
             shared,
             _task: Arc::new(TaskGuard(task)),
@@ -528,109 +536,4 @@ impl LocationService {
     pub fn cached_leases(&self) -> usize {
         self.shared.leases.cached()
     }
-}
-
-/// Why following the watch stopped; the loop reloads and watches again.
-enum Interrupted {
-    Compacted,
-    Lost(String),
-}
-
-/// Follows the store from `revision + 1` until aborted; on compaction or a lost watch re-lists
-/// everything and watches again, with a bounded backoff.
-async fn follow(shared: Arc<Shared>, mut revision: Revision) {
-    let mut pause = RETRY_FIRST;
-    let mut stale = false;
-    loop {
-        if stale {
-            match shared.store.list_prefix(shared.layout.prefix()).await {
-                Ok((listing, listed)) => {
-                    shared.reloads.fetch_add(1, Ordering::Relaxed);
-                    shared.replace_all(&listing, listed);
-                    revision = listed;
-                    stale = false;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "location reload failed; serving the last state");
-                    backoff(&mut pause).await;
-                    continue;
-                }
-            }
-        }
-        let watch = match shared
-            .store
-            .watch(shared.layout.prefix(), revision + 1)
-            .await
-        {
-            Ok(watch) => watch,
-            Err(StoreError::Compacted { .. }) => {
-                stale = true;
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "location watch failed to open; retrying");
-                backoff(&mut pause).await;
-                continue;
-            }
-        };
-        pause = RETRY_FIRST;
-        match read(watch, &shared, &mut revision).await {
-            Interrupted::Compacted => {
-                tracing::info!(revision, "location history compacted; reloading");
-            }
-            Interrupted::Lost(reason) => {
-                tracing::warn!(%reason, revision, "location watch lost; reloading");
-                backoff(&mut pause).await;
-            }
-        }
-        stale = true;
-    }
-}
-
-/// Applies a watch's events in batches until it breaks.
-async fn read(mut watch: Watch, shared: &Shared, revision: &mut Revision) -> Interrupted {
-    loop {
-        let first = match watch.next().await {
-            Some(Ok(event)) => event,
-            Some(Err(StoreError::Compacted { .. })) => return Interrupted::Compacted,
-            Some(Err(e)) => return Interrupted::Lost(e.to_string()),
-            None => return Interrupted::Lost("the watch ended".to_owned()),
-        };
-        let mut batch = vec![first];
-        let mut broken = None;
-        // Whatever is queued joins the batch (`recv` is cancel-safe).
-        while batch.len() < MAX_BATCH {
-            match watch.next().now_or_never() {
-                Some(Some(Ok(event))) => batch.push(event),
-                Some(Some(Err(StoreError::Compacted { .. }))) => {
-                    broken = Some(Interrupted::Compacted);
-                    break;
-                }
-                Some(Some(Err(e))) => {
-                    broken = Some(Interrupted::Lost(e.to_string()));
-                    break;
-                }
-                Some(None) => {
-                    broken = Some(Interrupted::Lost("the watch ended".to_owned()));
-                    break;
-                }
-                None => break,
-            }
-        }
-        if let Some(last) = batch.last() {
-            *revision = match last {
-                WatchEvent::Put(kv) => kv.mod_revision,
-                WatchEvent::Delete { revision, .. } => *revision,
-            };
-        }
-        shared.apply_events(batch);
-        if let Some(broken) = broken {
-            return broken;
-        }
-    }
-}
-
-async fn backoff(pause: &mut Duration) {
-    tokio::time::sleep(*pause).await;
-    *pause = (*pause * 2).min(RETRY_MAX);
 }
