@@ -23,3 +23,4 @@ pub use service::{
     AllocateRequest, Allocation, MediaControl, MediaError, MediaEvent, MediaService, SessionStats,
     StartError, start,
 };
+pub use tone::{G711, Playback, ToneSpec};

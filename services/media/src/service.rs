@@ -23,6 +23,7 @@ use crate::relay::{
     Leg, LegCounters, LegOptions, PacketKind, PortAllocator, PortPair, PortRangeError,
     PortsExhausted, Session, SessionId, Verdict,
 };
+use crate::tone::{Generator, PACKET_INTERVAL, Playback};
 
 /// Datagrams read from one socket before the task looks at its other sockets.
 pub const DRAIN_BATCH: usize = 64;
@@ -112,10 +113,23 @@ pub trait MediaControl: Send + Sync + std::fmt::Debug {
     async fn release(&self, session: SessionId) -> Result<SessionStats, MediaError>;
     /// Current counters.
     async fn stats(&self, session: SessionId) -> Result<SessionStats, MediaError>;
+    /// Plays a generated stream to `leg` (ringback to the caller, music on hold to the held
+    /// party) in place of the other leg's RTP, until [`MediaControl::stop_playback`]. It goes
+    /// where the leg's media would (the latched source, else the SDP's address).
+    async fn play(
+        &self,
+        session: SessionId,
+        leg: Leg,
+        playback: Playback,
+    ) -> Result<(), MediaError>;
+    /// Back to relaying the other leg's RTP to `leg`.
+    async fn stop_playback(&self, session: SessionId, leg: Leg) -> Result<(), MediaError>;
 }
 
 enum Command {
     Update(Leg, LegOptions),
+    Play(Leg, Box<Playback>),
+    StopPlayback(Leg),
     Stats(oneshot::Sender<SessionStats>),
     Release(oneshot::Sender<SessionStats>),
 }
@@ -272,6 +286,7 @@ impl MediaControl for MediaService {
             call_id: request.call_id,
             sockets: [a_rtp, a_rtcp, b_rtp, b_rtcp],
             ports: [pair_a.rtp, pair_a.rtcp(), pair_b.rtp, pair_b.rtcp()],
+            players: [None, None],
             shared: Arc::clone(&self.shared),
         };
         tracing::debug!(session = %id, call_id = %task.call_id, a = pair_a.rtp, b = pair_b.rtp, "allocated");
@@ -312,6 +327,25 @@ impl MediaControl for MediaService {
         stats.await.map_err(|_| MediaError::Stopped(session))
     }
 
+    async fn play(
+        &self,
+        session: SessionId,
+        leg: Leg,
+        playback: Playback,
+    ) -> Result<(), MediaError> {
+        self.command(session)?
+            .send(Command::Play(leg, Box::new(playback)))
+            .await
+            .map_err(|_| MediaError::Stopped(session))
+    }
+
+    async fn stop_playback(&self, session: SessionId, leg: Leg) -> Result<(), MediaError> {
+        self.command(session)?
+            .send(Command::StopPlayback(leg))
+            .await
+            .map_err(|_| MediaError::Stopped(session))
+    }
+
     async fn stats(&self, session: SessionId) -> Result<SessionStats, MediaError> {
         let (reply, stats) = oneshot::channel();
         self.command(session)?
@@ -328,13 +362,26 @@ struct SessionTask {
     call_id: String,
     sockets: [UdpSocket; 4],
     ports: [u16; 4],
+    /// Generated streams playing to leg A, leg B.
+    players: [Option<Generator>; 2],
     shared: Arc<Shared>,
+}
+
+fn leg_index(leg: Leg) -> usize {
+    match leg {
+        Leg::A => 0,
+        Leg::B => 1,
+    }
 }
 
 impl SessionTask {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        // Paces playback; a late tick is caught up (Burst), so the generated timestamps keep
+        // to the wall clock.
+        let mut ticker = tokio::time::interval(PACKET_INTERVAL);
         let release = loop {
+            let playing = self.players.iter().any(Option::is_some);
             let wake = self
                 .session
                 .poll_timeout()
@@ -343,6 +390,15 @@ impl SessionTask {
                 command = commands.recv() => match command {
                     Some(Command::Update(leg, options)) => {
                         self.session.update(clock::monotonic(), leg, options);
+                    }
+                    Some(Command::Play(leg, playback)) => {
+                        self.players[leg_index(leg)] = Some(playback.generator());
+                        self.session.set_playing(leg, true);
+                        ticker.reset_immediately();
+                    }
+                    Some(Command::StopPlayback(leg)) => {
+                        self.players[leg_index(leg)] = None;
+                        self.session.set_playing(leg, false);
                     }
                     Some(Command::Stats(reply)) => {
                         let _ = reply.send(self.stats());
@@ -355,6 +411,7 @@ impl SessionTask {
                 ready = self.sockets[2].readable() => self.drain(2, ready, &mut buf),
                 ready = self.sockets[3].readable() => self.drain(3, ready, &mut buf),
                 () = sleep_until(wake) => self.check_idle(),
+                _ = ticker.tick(), if playing => self.play_tick(),
             }
         };
         let stats = self.stats();
@@ -375,6 +432,26 @@ impl SessionTask {
             leg_b: self.session.counters(Leg::B),
             latched_a: self.session.latched(Leg::A, PacketKind::Rtp),
             latched_b: self.session.latched(Leg::B, PacketKind::Rtp),
+        }
+    }
+
+    /// One packet of each playing generator.
+    fn play_tick(&mut self) {
+        for leg in [Leg::A, Leg::B] {
+            let Some(generator) = self.players[leg_index(leg)].as_mut() else {
+                continue;
+            };
+            // Generated even when there is nowhere to send yet, so the stream keeps time.
+            let packet = generator.next_packet();
+            let Some(route) = self.session.playback_route(leg) else {
+                continue;
+            };
+            let Some(out) = self.ports.iter().position(|&p| p == route.from_port) else {
+                continue;
+            };
+            if let Err(error) = self.sockets[out].try_send_to(&packet, route.to) {
+                tracing::trace!(to = %route.to, %error, "playback send failed");
+            }
         }
     }
 

@@ -342,6 +342,45 @@ impl G711Player {
     }
 }
 
+/// What the relay plays to a leg instead of the other leg's media.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Playback {
+    /// A call-progress tone (ringback) in the leg's law.
+    Tone { spec: ToneSpec, codec: G711 },
+    /// Raw G.711 audio in the leg's law, looped (music on hold).
+    Audio { audio: Bytes, codec: G711 },
+}
+
+impl Playback {
+    /// A generator for this playback, with a random SSRC, sequence number and timestamp.
+    pub fn generator(&self) -> Generator {
+        match self {
+            Playback::Tone { spec, codec } => {
+                Generator::Tone(ToneGenerator::new(spec, RtpStream::random(*codec)))
+            }
+            Playback::Audio { audio, codec } => {
+                Generator::Audio(G711Player::new(audio.clone(), RtpStream::random(*codec)))
+            }
+        }
+    }
+}
+
+/// A running playback: one 20 ms packet per call.
+#[derive(Debug, Clone)]
+pub enum Generator {
+    Tone(ToneGenerator),
+    Audio(G711Player),
+}
+
+impl Generator {
+    pub fn next_packet(&mut self) -> Bytes {
+        match self {
+            Generator::Tone(tone) => tone.next_packet(),
+            Generator::Audio(player) => player.next_packet(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

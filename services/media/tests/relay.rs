@@ -311,3 +311,72 @@ async fn release_frees_the_ports_and_exhaustion_is_an_error() {
     let second = media.allocate(request).await.unwrap();
     media.release(second.session).await.unwrap();
 }
+
+#[tokio::test]
+async fn ringback_replaces_the_callees_media_until_stopped() {
+    use media::relay::RtpHeader;
+    use media::{G711, Playback, ToneSpec};
+
+    let (media, _events) = start(2, steady());
+    let a = phone().await;
+    let b = phone().await;
+    let allocation = media
+        .allocate(AllocateRequest {
+            call_id: "call-5@test".into(),
+            leg_a: LegOptions {
+                remote: Some(a.local_addr().unwrap()),
+                behind_nat: false,
+            },
+            leg_b: LegOptions {
+                remote: Some(b.local_addr().unwrap()),
+                behind_nat: false,
+            },
+        })
+        .await
+        .unwrap();
+    media
+        .play(
+            allocation.session,
+            Leg::A,
+            Playback::Tone {
+                spec: ToneSpec::ringback_europe(),
+                codec: G711::ALaw,
+            },
+        )
+        .await
+        .unwrap();
+    // Early media from B does not reach A while A hears ringback.
+    b.send_to(&rtp(1, 8, &[0x2a; 160]), allocation.leg_b)
+        .await
+        .unwrap();
+    let mut previous: Option<RtpHeader> = None;
+    for _ in 0..10 {
+        let (packet, from) = receive(&a).await;
+        assert_eq!(from, allocation.leg_a);
+        assert_eq!(packet.len(), 172);
+        let header = RtpHeader::parse(&packet).unwrap();
+        assert_eq!(header.payload_type, 8);
+        assert_ne!(&packet[12..], &[0x2a; 160][..], "B's media leaked through");
+        if let Some(previous) = previous {
+            assert_eq!(header.ssrc, previous.ssrc);
+            assert_eq!(header.sequence, previous.sequence.wrapping_add(1));
+            assert_eq!(header.timestamp, previous.timestamp.wrapping_add(160));
+        }
+        previous = Some(header);
+    }
+    // B answers: call-control stops the ringback, B's media flows.
+    media
+        .stop_playback(allocation.session, Leg::A)
+        .await
+        .unwrap();
+    // Drain what the generator sent before the stop.
+    while timeout(Duration::from_millis(60), a.recv_from(&mut [0u8; 2048]))
+        .await
+        .is_ok()
+    {}
+    let voice = rtp(2, 8, &[0x2a; 160]);
+    b.send_to(&voice, allocation.leg_b).await.unwrap();
+    assert_eq!(receive(&a).await.0, voice);
+    let stats = media.release(allocation.session).await.unwrap();
+    assert_eq!(stats.leg_b.drops, 1, "the early media during ringback");
+}

@@ -115,6 +115,9 @@ pub enum DropReason {
     WrongSource,
     /// Accepted, but the other leg's address is not known yet (no SDP, nothing latched).
     PeerUnknown,
+    /// Accepted, but the other leg hears a generated stream (ringback, music on hold)
+    /// instead.
+    PeerHearsPlayback,
 }
 
 impl DropReason {
@@ -126,6 +129,7 @@ impl DropReason {
             DropReason::NoRemote => "no_remote",
             DropReason::WrongSource => "wrong_source",
             DropReason::PeerUnknown => "peer_unknown",
+            DropReason::PeerHearsPlayback => "peer_hears_playback",
         }
     }
 }
@@ -150,6 +154,8 @@ struct LegState {
     /// Indexed by [`kind_index`]: RTP, RTCP.
     latched: [Option<Latch>; 2],
     counters: LegCounters,
+    /// The leg hears a generated stream; what the other leg sends is not forwarded to it.
+    playing: bool,
 }
 
 fn kind_index(kind: PacketKind) -> usize {
@@ -225,6 +231,7 @@ impl Session {
             options,
             latched: [None, None],
             counters: LegCounters::default(),
+            playing: false,
         };
         Session {
             id,
@@ -344,10 +351,30 @@ impl Session {
         self.last_activity = now;
         self.idle_reported = false;
         let peer = &self.legs[leg.other().index()];
+        if peer.playing && kind == PacketKind::Rtp {
+            return Err(DropReason::PeerHearsPlayback);
+        }
         let to = peer.destination(kind).ok_or(DropReason::PeerUnknown)?;
         Ok(Forward {
             from_port: peer.port(kind),
             to,
+        })
+    }
+
+    /// Starts or stops replacing the RTP `leg` receives with a generated stream (RTCP still
+    /// flows: the phone's reports about the relayed stream stay true enough, and the
+    /// generator sends no reports of its own).
+    pub fn set_playing(&mut self, leg: Leg, playing: bool) {
+        self.legs[leg.index()].playing = playing;
+    }
+
+    /// Where a generated stream for `leg` goes: from the leg's RTP port to its phone (the
+    /// latched source, else the SDP's address).
+    pub fn playback_route(&self, leg: Leg) -> Option<Forward> {
+        let state = &self.legs[leg.index()];
+        Some(Forward {
+            from_port: state.ports.rtp,
+            to: state.destination(PacketKind::Rtp)?,
         })
     }
 
@@ -561,6 +588,37 @@ mod tests {
         ];
         assert!(matches!(
             s.on_packet(t0, 30_000, addr("10.0.0.1:4000"), &event),
+            Verdict::Forward(_)
+        ));
+    }
+
+    #[test]
+    fn a_leg_hearing_playback_gets_no_relayed_rtp() {
+        let t0 = start();
+        let mut s = session(t0, known("10.0.0.1:4000"), known("10.0.0.2:5000"));
+        assert_eq!(
+            s.playback_route(Leg::A),
+            Some(Forward {
+                from_port: 30_000,
+                to: addr("10.0.0.1:4000")
+            })
+        );
+        s.set_playing(Leg::A, true);
+        assert_eq!(
+            s.on_packet(t0, 30_002, addr("10.0.0.2:5000"), &rtp()),
+            Verdict::Drop(DropReason::PeerHearsPlayback)
+        );
+        assert!(matches!(
+            s.on_packet(t0, 30_003, addr("10.0.0.2:5001"), &rtcp()),
+            Verdict::Forward(_)
+        ));
+        assert!(matches!(
+            s.on_packet(t0, 30_000, addr("10.0.0.1:4000"), &rtp()),
+            Verdict::Forward(_)
+        ));
+        s.set_playing(Leg::A, false);
+        assert!(matches!(
+            s.on_packet(t0, 30_002, addr("10.0.0.2:5000"), &rtp()),
             Verdict::Forward(_)
         ));
     }
