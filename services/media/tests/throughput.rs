@@ -35,9 +35,9 @@ fn phone() -> UdpSocket {
     socket
 }
 
-/// Sends `count` 172-byte RTP packets from `sender` to `to`; returns packets per second
-/// received at `receiver`.
-fn pump(sender: &UdpSocket, to: SocketAddr, receiver: UdpSocket, count: u64) -> f64 {
+/// Sends `count` 172-byte RTP packets round-robin from each sender to its destination;
+/// returns packets per second received at `receiver`.
+fn pump(senders: &[(UdpSocket, SocketAddr)], receiver: UdpSocket, count: u64) -> f64 {
     let received = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&received);
     let started = now();
@@ -56,10 +56,11 @@ fn pump(sender: &UdpSocket, to: SocketAddr, receiver: UdpSocket, count: u64) -> 
     packet[0] = 0x80;
     for sequence in 0..count {
         while sequence - received.load(Ordering::Relaxed) >= WINDOW {
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
         packet[2..4].copy_from_slice(&(sequence as u16).to_be_bytes());
-        sender.send_to(&packet, to).unwrap();
+        let (sender, to) = &senders[sequence as usize % senders.len()];
+        sender.send_to(&packet, *to).unwrap();
     }
     reader.join().unwrap();
     let elapsed = now().duration_since(started);
@@ -73,6 +74,64 @@ fn now() -> Instant {
     Instant::now()
 }
 
+/// A relay on its own single-threaded runtime (one core) with one session per phone in
+/// `callers`, every leg B towards `callee`; returns each session's leg-A address and a stop.
+fn relay_on_one_core(
+    callers: &[UdpSocket],
+    callee: SocketAddr,
+) -> (Vec<SocketAddr>, impl FnOnce()) {
+    let pairs = 2 * callers.len() as u16;
+    let base = 20_000 + 2 * rand::random_range(0..(19_000 - pairs));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (media, _events) = {
+        let _guard = runtime.enter();
+        media::start(MediaConfig {
+            port_first: base,
+            port_last: base + 2 * pairs + 19,
+            session: SessionConfig {
+                idle_timeout: Duration::from_secs(600),
+                relatch_after: None,
+            },
+            socket_buffer: 1 << 20,
+            ..MediaConfig::default()
+        })
+        .unwrap()
+    };
+    let legs = callers
+        .iter()
+        .map(|caller| {
+            runtime
+                .block_on(media.allocate(AllocateRequest {
+                    call_id: "bench".into(),
+                    leg_a: LegOptions {
+                        remote: Some(caller.local_addr().unwrap()),
+                        behind_nat: false,
+                    },
+                    leg_b: LegOptions {
+                        remote: Some(callee),
+                        behind_nat: false,
+                    },
+                }))
+                .unwrap()
+                .leg_a
+        })
+        .collect();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = std::thread::spawn(move || {
+        runtime.block_on(async {
+            let _ = stopped.await;
+            drop(media);
+        });
+    });
+    (legs, move || {
+        let _ = stop.send(());
+        relay.join().unwrap();
+    })
+}
+
 #[test]
 fn relay_throughput_on_one_core() {
     let count: u64 = std::env::var("MEDIA_BENCH_PACKETS")
@@ -83,58 +142,47 @@ fn relay_throughput_on_one_core() {
         } else {
             200_000
         });
-    let a = phone();
+    let sessions: usize = if cfg!(debug_assertions) { 20 } else { 200 };
     let b = phone();
+    let callee = b.local_addr().unwrap();
 
-    // The peer in the same run: A straight to B.
-    let direct = pump(&a, b.local_addr().unwrap(), b.try_clone().unwrap(), count);
+    // The peer in the same run: the phones straight to B.
+    let callers: Vec<UdpSocket> = (0..sessions).map(|_| phone()).collect();
+    let direct_senders: Vec<(UdpSocket, SocketAddr)> = callers
+        .iter()
+        .map(|c| (c.try_clone().unwrap(), callee))
+        .collect();
+    let direct = pump(&direct_senders[..1], b.try_clone().unwrap(), count);
 
-    // The relay on its own single-threaded runtime.
-    let base = 20_000 + 2 * rand::random_range(0..19_000u16);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (media, _events) = {
-        let _guard = runtime.enter();
-        media::start(MediaConfig {
-            port_first: base,
-            port_last: base + 19,
-            session: SessionConfig {
-                idle_timeout: Duration::from_secs(600),
-                relatch_after: None,
-            },
-            socket_buffer: 4 << 20,
-            ..MediaConfig::default()
-        })
-        .unwrap()
-    };
-    let allocation = runtime
-        .block_on(media.allocate(AllocateRequest {
-            call_id: "bench".into(),
-            leg_a: LegOptions {
-                remote: Some(a.local_addr().unwrap()),
-                behind_nat: false,
-            },
-            leg_b: LegOptions {
-                remote: Some(b.local_addr().unwrap()),
-                behind_nat: false,
-            },
-        }))
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = std::thread::spawn(move || {
-        runtime.block_on(async {
-            let _ = stopped.await;
-        });
-    });
-    let relayed = pump(&a, allocation.leg_a, b.try_clone().unwrap(), count);
-    let _ = stop.send(());
-    relay.join().unwrap();
+    // One stream through one session.
+    let (legs, stop) = relay_on_one_core(&callers[..1], callee);
+    let one = pump(
+        &[(callers[0].try_clone().unwrap(), legs[0])],
+        b.try_clone().unwrap(),
+        count,
+    );
+    stop();
+
+    // Many sessions, one packet each in turn: each wake-up finds about one datagram, as with
+    // real calls (50 packets/s per stream).
+    let (legs, stop) = relay_on_one_core(&callers, callee);
+    let senders: Vec<(UdpSocket, SocketAddr)> = callers
+        .iter()
+        .zip(&legs)
+        .map(|(c, leg)| (c.try_clone().unwrap(), *leg))
+        .collect();
+    let many = pump(&senders, b.try_clone().unwrap(), count);
+    stop();
 
     println!(
-        "media relay: {count} RTP packets (172 B), window {WINDOW}: relayed {relayed:.0} pkt/s \
-         on one core; direct loopback {direct:.0} pkt/s; ratio {:.2}",
-        relayed / direct
+        "media relay, {count} RTP packets of 172 B, window {WINDOW}, relay on one core:\n  \
+         direct loopback (no relay)   {direct:>9.0} pkt/s\n  \
+         1 session                    {one:>9.0} pkt/s  ({:.2} of direct)\n  \
+         {:<28} {many:>9.0} pkt/s  ({:.2} of direct; {:.0} G.711 \
+         streams at 50 pkt/s)",
+        one / direct,
+        format!("{sessions} sessions round-robin"),
+        many / direct,
+        many / 50.0
     );
 }
