@@ -52,6 +52,8 @@ struct Indexes {
     classes_of_service: HashMap<String, Arc<ClassOfService>>,
     trunks: HashMap<String, Arc<Trunk>>,
     routes: HashMap<String, Arc<Route>>,
+    /// Device id → numbers of the extensions that ring it (a caller's identities).
+    extensions_by_device: HashMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Indexes {
@@ -60,7 +62,18 @@ impl Indexes {
         match entry {
             Entry::Site(e) => drop(self.sites.insert(id, Arc::new(e))),
             Entry::User(e) => drop(self.users.insert(id, Arc::new(e))),
-            Entry::Extension(e) => drop(self.extensions.insert(id, Arc::new(e))),
+            Entry::Extension(e) => {
+                let extension = Arc::new(e);
+                for device in &extension.device_ids {
+                    self.extensions_by_device
+                        .entry(device.as_str().to_owned())
+                        .or_default()
+                        .insert(id.clone());
+                }
+                if let Some(old) = self.extensions.insert(id, extension.clone()) {
+                    self.unindex_extension(&old, Some(&extension));
+                }
+            }
             Entry::Device(e) => {
                 let device = Arc::new(e);
                 if let Some(old) = self.devices.insert(id, device.clone()) {
@@ -89,12 +102,32 @@ impl Indexes {
         }
     }
 
+    /// Drops the device links of an extension that was replaced (by `new`) or removed.
+    fn unindex_extension(&mut self, old: &Arc<Extension>, new: Option<&Arc<Extension>>) {
+        let number = old.number.as_str();
+        for device in &old.device_ids {
+            if new.is_some_and(|n| n.device_ids.contains(device)) {
+                continue;
+            }
+            if let Some(numbers) = self.extensions_by_device.get_mut(device.as_str()) {
+                numbers.remove(number);
+                if numbers.is_empty() {
+                    self.extensions_by_device.remove(device.as_str());
+                }
+            }
+        }
+    }
+
     fn remove(&mut self, key: &EntryKey) {
         let id = key.id();
         match key {
             EntryKey::Site(_) => drop(self.sites.remove(id)),
             EntryKey::User(_) => drop(self.users.remove(id)),
-            EntryKey::Extension(_) => drop(self.extensions.remove(id)),
+            EntryKey::Extension(_) => {
+                if let Some(old) = self.extensions.remove(id) {
+                    self.unindex_extension(&old, None);
+                }
+            }
             EntryKey::Device(_) => {
                 if let Some(old) = self.devices.remove(id) {
                     self.unindex_device(&old);
@@ -306,6 +339,19 @@ impl DirectoryCache {
             shared,
             _task: Arc::new(TaskGuard(task)),
         })
+    }
+
+    /// The extensions that ring this device, in number order (the identities a caller on
+    /// this device may present).
+    pub fn extensions_of_device(&self, device_id: &str) -> Vec<Arc<Extension>> {
+        let indexes = self.shared.read();
+        indexes
+            .extensions_by_device
+            .get(device_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|number| indexes.extensions.get(number).cloned())
+            .collect()
     }
 
     /// The device whose digest username this is (with its HA1s).

@@ -1,50 +1,29 @@
 //! The dial plan over the live directory cache (embedded store) decides like it does over the
-//! in-memory view, for a generated city whose devices register their extension number (the
-//! convention the cache's `extensions_of_device` relies on until it has a reverse index).
+//! in-memory view, for a generated city (the cache's device → extensions index against the
+//! in-memory one).
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use call_control::dialplan::{MemoryDirectory, Refusal, Target, route};
 use directory::import::{CityParams, generate_city};
-use directory::model::{Directory, Entry, SipUsername};
+use directory::model::{Directory, Entry};
 use directory::storage::{encode, entry_key};
 use directory_client::DirectoryCache;
 use store::embedded::EmbeddedStore;
 use store::{Op, Store};
 
-/// A generated city where each device's SIP username is its extension's number.
+/// A generated city.
 fn city() -> Vec<Entry> {
-    let entries = generate_city(&CityParams {
+    generate_city(&CityParams {
         sites: 4,
         users: 60,
         devices: 40,
         hunt_groups: 2,
         seed: 3,
     })
-    .unwrap();
-    let mut number_of_device = BTreeMap::new();
-    for entry in &entries {
-        if let Entry::Extension(e) = entry {
-            for d in &e.device_ids {
-                number_of_device.insert(d.clone(), e.number.to_string());
-            }
-        }
-    }
-    entries
-        .into_iter()
-        .map(|entry| match entry {
-            Entry::Device(mut d) => {
-                if let Some(number) = number_of_device.get(&d.id) {
-                    d.sip_username = SipUsername::parse(number).unwrap();
-                }
-                Entry::Device(d)
-            }
-            other => other,
-        })
-        .collect()
+    .unwrap()
 }
 
 #[tokio::test]

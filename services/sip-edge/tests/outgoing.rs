@@ -130,7 +130,11 @@ async fn an_invite_reaches_the_phone_through_its_flow_and_the_answers_come_back(
     let (_, ok) = result(&mut results, Duration::from_secs(3)).await;
     assert_eq!(ok.status.as_u16(), 200);
     let vias: Vec<&str> = ok.headers.get_all(&HeaderName::Via).collect();
-    assert_eq!(vias.len(), 1, "only call-control's Via comes back: {vias:?}");
+    assert_eq!(
+        vias.len(),
+        1,
+        "only call-control's Via comes back: {vias:?}"
+    );
     assert!(vias[0].contains("cc.invalid"), "{vias:?}");
 
     // call-control's ACK for the 2xx goes out without a transaction.

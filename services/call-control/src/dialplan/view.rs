@@ -43,13 +43,7 @@ impl DirectoryView for DirectoryCache {
     }
 
     fn extensions_of_device(&self, device_id: &str) -> Vec<Arc<Extension>> {
-        let Some(device) = DirectoryCache::device(self, device_id) else {
-            return Vec::new();
-        };
-        DirectoryCache::extension(self, device.sip_username.as_str())
-            .filter(|e| e.device_ids.iter().any(|d| d == &device.id))
-            .into_iter()
-            .collect()
+        DirectoryCache::extensions_of_device(self, device_id)
     }
 
     fn extension(&self, number: &str) -> Option<Arc<Extension>> {

@@ -1,0 +1,217 @@
+//! One call: the caller's leg (A, answered through its edge's server transaction) and the
+//! callee legs (B, one per registered contact rung in parallel; the first 2xx wins).
+
+use std::time::Instant;
+
+use proto::v1::Flow;
+use sip_msg::{HeaderName, Request, Response, StatusCode, build_response};
+
+use super::{Action, CallRecord, LegTarget};
+
+/// Where the call is, seen from the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Callee legs are ringing; the caller has no final answer.
+    Ringing,
+    /// A callee answered; the caller got the 200.
+    Answered,
+}
+
+/// Where one callee leg is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LegState {
+    Trying,
+    Ringing,
+    Answered,
+    Failed(u16),
+}
+
+/// One callee leg.
+#[derive(Debug)]
+pub(super) struct Leg {
+    pub(super) target: LegTarget,
+    /// The call_ref of its INVITE (CANCEL uses it).
+    pub(super) call_ref: String,
+    pub(super) call_id: String,
+    pub(super) remote_tag: Option<String>,
+    pub(super) remote_contact: Option<String>,
+    pub(super) invite: Request,
+    pub(super) state: LegState,
+    cseq: u32,
+}
+
+impl Leg {
+    pub(super) fn new(
+        target: LegTarget,
+        call_ref: String,
+        call_id: String,
+        invite: Request,
+    ) -> Leg {
+        Leg {
+            target,
+            call_ref,
+            call_id,
+            remote_tag: None,
+            remote_contact: None,
+            invite,
+            state: LegState::Trying,
+            cseq: 1,
+        }
+    }
+
+    /// The CSeq of our next request on this leg (the INVITE had 1).
+    pub(super) fn next_cseq(&mut self) -> u32 {
+        self.cseq += 1;
+        self.cseq
+    }
+}
+
+/// One call.
+#[derive(Debug)]
+pub(super) struct Call {
+    pub(super) id: u64,
+    pub(super) a_edge: String,
+    pub(super) a_handle: String,
+    pub(super) a_request: Request,
+    pub(super) a_flow: Flow,
+    pub(super) a_call_id: String,
+    /// Our To tag towards the caller.
+    pub(super) a_tag: String,
+    a_cseq: u32,
+    pub(super) legs: Vec<Leg>,
+    pub(super) phase: Phase,
+    pub(super) winner: Option<usize>,
+    pub(super) ring_deadline: Option<Instant>,
+    pub(super) started: Instant,
+    pub(super) answered_at: Option<Instant>,
+    pub(super) caller: String,
+    pub(super) callee: String,
+}
+
+impl Call {
+    pub(super) fn new(
+        id: u64,
+        a_edge: String,
+        a_handle: String,
+        a_request: Request,
+        a_flow: Flow,
+        a_tag: String,
+        now: Instant,
+    ) -> Call {
+        let a_call_id = a_request.headers.call_id().unwrap_or_default().to_owned();
+        let caller = a_request
+            .headers
+            .from_header()
+            .ok()
+            .flatten()
+            .map(|f| f.uri.to_string())
+            .unwrap_or_default();
+        Call {
+            id,
+            a_edge,
+            a_handle,
+            a_request,
+            a_flow,
+            a_call_id,
+            a_tag,
+            a_cseq: 0,
+            legs: Vec::new(),
+            phase: Phase::Ringing,
+            winner: None,
+            ring_deadline: None,
+            started: now,
+            answered_at: None,
+            caller,
+            callee: String::new(),
+        }
+    }
+
+    pub(super) fn ring_deadline(&self) -> Option<Instant> {
+        self.ring_deadline
+    }
+
+    /// The CSeq of our next request towards the caller.
+    pub(super) fn next_a_cseq(&mut self) -> u32 {
+        self.a_cseq += 1;
+        self.a_cseq
+    }
+
+    /// A response to the caller's INVITE, with our tag, Contact (the caller's edge, so that
+    /// in-dialog requests come back through it) and an optional SDP body.
+    pub(super) fn a_response(
+        &self,
+        status: StatusCode,
+        body: Option<(String, bytes::Bytes)>,
+        reason: Option<&str>,
+    ) -> Response {
+        let mut response = build_response(&self.a_request, status, Some(&self.a_tag));
+        if let Some(reason) = reason {
+            response.reason = reason.to_owned();
+        }
+        if status.as_u16() < 300 && status.as_u16() > 100 {
+            response.headers.push(
+                HeaderName::Contact,
+                super::messages::edge_contact(&self.a_flow),
+            );
+        }
+        if let Some((content_type, body)) = body {
+            response.headers.set(HeaderName::ContentType, content_type);
+            response
+                .headers
+                .set(HeaderName::ContentLength, body.len().to_string());
+            response.body = body;
+        }
+        response
+    }
+
+    pub(super) fn respond_a(&self, response: Response) -> Action {
+        Action::Respond {
+            edge_id: self.a_edge.clone(),
+            handle: self.a_handle.clone(),
+            response: Box::new(response),
+        }
+    }
+
+    /// The status the caller gets when every leg failed (RFC 3261 §16.7 in spirit: busy if
+    /// any callee was busy, else the first failure, with timeouts shown as 480).
+    pub(super) fn best_failure(&self) -> StatusCode {
+        let failures: Vec<u16> = self
+            .legs
+            .iter()
+            .filter_map(|l| match l.state {
+                LegState::Failed(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        if failures.contains(&486) {
+            return StatusCode::BUSY_HERE;
+        }
+        if let Some(decline) = failures.iter().find(|s| **s >= 600) {
+            return StatusCode::new(*decline).unwrap_or(StatusCode::DECLINE);
+        }
+        match failures.first() {
+            Some(408) | Some(503) | None => StatusCode::TEMPORARILY_UNAVAILABLE,
+            Some(s) => StatusCode::new(*s).unwrap_or(StatusCode::TEMPORARILY_UNAVAILABLE),
+        }
+    }
+
+    pub(super) fn record(
+        &self,
+        start: Instant,
+        now: Instant,
+        outcome: &'static str,
+        status: u16,
+    ) -> CallRecord {
+        let since = |t: Instant| t.saturating_duration_since(start);
+        CallRecord {
+            call_id: self.a_call_id.clone(),
+            caller: self.caller.clone(),
+            callee: self.callee.clone(),
+            started: since(self.started),
+            answered: self.answered_at.map(since),
+            ended: since(now),
+            outcome,
+            status,
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! The B2BUA core, sans-IO: calls as two (or more, while forking) SIP dialogs glued together.
+//!
+//! The caller's leg (A) lives at an edge: its INVITE arrived as an `EdgeRequest` and is answered
+//! through the edge's server transaction (named by its handle). Each callee leg (B) is a request
+//! call-control asks an edge to send through the callee's flow (`EdgeSend`, ADR 0011); its
+//! responses come back as `EdgeSendResult`. Nothing here does I/O or reads a clock:
+//!
+//! ```text
+//! handle(now, Input::Invite | InDialog | Result) ─▶ Vec<Action::Respond | Send | Ended>
+//! poll_timeout() → next ring timeout; handle(now, Input::Timeout)
+//! ```
+//!
+//! Media is passed through (direct media between the phones, SDP unchanged); anchoring on
+//! the media relay is the next step of this module.
+
+mod call;
+mod messages;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use proto::v1::Flow;
+use sip_core::IdGenerator;
+use sip_msg::{Method, Request, Response, StatusCode};
+
+use call::{Call, LegState, Phase};
+
+/// Where a callee leg goes: one registered contact of the callee.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegTarget {
+    /// The callee's AOR (`sip:user@domain`), the To of the B-leg INVITE.
+    pub aor: String,
+    /// The registered Contact URI, the B-leg INVITE's Request-URI.
+    pub contact: String,
+    /// The flow to send through (its edge sends).
+    pub flow: Flow,
+}
+
+/// What the service tells the core.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A new INVITE from a phone, and where the dial plan sent it: the contacts to ring, or the
+    /// status to refuse it with.
+    Invite {
+        edge_id: String,
+        handle: String,
+        request: Box<Request>,
+        flow: Flow,
+        targets: Result<Vec<LegTarget>, (StatusCode, String)>,
+    },
+    /// A request inside a call (BYE, ACK, re-INVITE) or a CANCEL notification, from an edge;
+    /// `handle` is empty for notifications (ACK, CANCEL) that need no answer.
+    InDialog {
+        edge_id: String,
+        handle: String,
+        request: Box<Request>,
+        flow: Flow,
+    },
+    /// A response to a request sent through an edge.
+    Result {
+        call_ref: String,
+        response: Box<Response>,
+    },
+    /// Time passed: ring timeouts.
+    Timeout,
+}
+
+/// What the core asks the service to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Answer an edge's server transaction.
+    Respond {
+        edge_id: String,
+        handle: String,
+        response: Box<Response>,
+    },
+    /// Ask the flow's edge to send a request.
+    Send {
+        call_ref: String,
+        request: Box<Request>,
+        flow: Flow,
+    },
+    /// A call ended: its record (CDR).
+    Ended(CallRecord),
+}
+
+/// The record of one call (what the CDR carries).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub caller: String,
+    pub callee: String,
+    /// When the INVITE arrived, answered (if it was), ended, relative to the core's start.
+    pub started: Duration,
+    pub answered: Option<Duration>,
+    pub ended: Duration,
+    /// `answered`, `busy`, `no-answer`, `cancelled`, `failed`, `refused`.
+    pub outcome: &'static str,
+    /// The final status the caller got, or that ended the call (BYE = 200).
+    pub status: u16,
+}
+
+/// Settings of the core.
+#[derive(Debug, Clone)]
+pub struct B2buaConfig {
+    /// Name used in call-control's own Via and Contact placeholders (`<name>.invalid`).
+    pub instance: String,
+    /// How long callee legs ring before the caller gets 480.
+    pub ring_timeout: Duration,
+}
+
+/// Every call of one call-control replica.
+#[derive(Debug)]
+pub struct B2bua {
+    config: B2buaConfig,
+    start: Instant,
+    ids: IdGenerator,
+    calls: HashMap<u64, Call>,
+    /// Call-ID of either leg → call.
+    by_call_id: HashMap<String, u64>,
+    /// call_ref of a sent request → call and leg (None: the A leg).
+    by_ref: HashMap<String, (u64, Option<usize>)>,
+    next_call: u64,
+    next_ref: u64,
+}
+
+impl B2bua {
+    pub fn new(config: B2buaConfig, start: Instant, seed: u64) -> B2bua {
+        B2bua {
+            config,
+            start,
+            ids: IdGenerator::new(seed),
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            by_ref: HashMap::new(),
+            next_call: 1,
+            next_ref: 1,
+        }
+    }
+
+    /// Calls in progress (set up, ringing or established).
+    pub fn live_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// The next ring timeout, if a call is ringing.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.calls.values().filter_map(|c| c.ring_deadline()).min()
+    }
+
+    /// Handles one input at `now`.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Invite {
+                edge_id,
+                handle,
+                request,
+                flow,
+                targets,
+            } => self.on_invite(now, edge_id, handle, *request, flow, targets, &mut out),
+            Input::InDialog {
+                edge_id,
+                handle,
+                request,
+                flow,
+            } => self.on_in_dialog(now, edge_id, handle, *request, flow, &mut out),
+            Input::Result { call_ref, response } => {
+                self.on_result(now, &call_ref, *response, &mut out);
+            }
+            Input::Timeout => self.on_timeout(now, &mut out),
+        }
+        out
+    }
+
+    fn new_ref(&mut self, call: u64, leg: Option<usize>) -> String {
+        let call_ref = format!("{}-{}-{}", self.config.instance, call, self.next_ref);
+        self.next_ref += 1;
+        self.by_ref.insert(call_ref.clone(), (call, leg));
+        call_ref
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_invite(
+        &mut self,
+        now: Instant,
+        edge_id: String,
+        handle: String,
+        request: Request,
+        flow: Flow,
+        targets: Result<Vec<LegTarget>, (StatusCode, String)>,
+        out: &mut Vec<Action>,
+    ) {
+        let id = self.next_call;
+        self.next_call += 1;
+        let a_tag = self.ids.tag();
+        let mut call = Call::new(id, edge_id, handle, request, flow, a_tag, now);
+        let targets = match targets {
+            Ok(targets) if !targets.is_empty() => targets,
+            Ok(_) => {
+                // Known but not registered anywhere.
+                let response = call.a_response(StatusCode::TEMPORARILY_UNAVAILABLE, None, None);
+                out.push(call.respond_a(response));
+                out.push(Action::Ended(call.record(self.start, now, "failed", 480)));
+                return;
+            }
+            Err((status, reason)) => {
+                let mut response = call.a_response(status, None, None);
+                response.reason = reason;
+                out.push(call.respond_a(response));
+                let outcome = if status == StatusCode::NOT_FOUND {
+                    "failed"
+                } else {
+                    "refused"
+                };
+                out.push(Action::Ended(call.record(
+                    self.start,
+                    now,
+                    outcome,
+                    status.as_u16(),
+                )));
+                return;
+            }
+        };
+        call.ring_deadline = Some(now + self.config.ring_timeout);
+        call.callee = targets[0].aor.clone();
+        for target in targets {
+            let index = call.legs.len();
+            let call_ref = self.new_ref(id, Some(index));
+            let b_tag = self.ids.tag();
+            let call_id = format!("{}@{}", self.ids.branch(), self.config.instance);
+            let branch = self.ids.branch();
+            let invite = messages::b_leg_invite(
+                &call.a_request,
+                &target,
+                &call_id,
+                &b_tag,
+                &self.config.instance,
+                &branch,
+            );
+            self.by_call_id.insert(call_id.clone(), id);
+            call.legs.push(call::Leg::new(
+                target,
+                call_ref.clone(),
+                call_id,
+                invite.clone(),
+            ));
+            out.push(Action::Send {
+                call_ref,
+                flow: call.legs[index].target.flow.clone(),
+                request: Box::new(invite),
+            });
+        }
+        self.by_call_id.insert(call.a_call_id.clone(), id);
+        self.calls.insert(id, call);
+    }
+
+    fn on_result(
+        &mut self,
+        now: Instant,
+        call_ref: &str,
+        response: Response,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(&(id, Some(index))) = self.by_ref.get(call_ref) else {
+            return; // a result for the A side (BYE to the caller) or a forgotten call
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let is_invite = response
+            .headers
+            .cseq()
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.method == Method::Invite);
+        if !is_invite {
+            return; // answers to our BYE/CANCEL: nothing more to do
+        }
+        let status = response.status.as_u16();
+        match status {
+            100 => {}
+            101..=199 => {
+                call.legs[index].state = LegState::Ringing;
+                if call.phase == Phase::Ringing {
+                    let body = messages::body_of(&response);
+                    let a = call.a_response(response.status, body, Some(&response.reason));
+                    out.push(call.respond_a(a));
+                }
+            }
+            200..=299 => {
+                call.legs[index].remote_tag = messages::to_tag(&response);
+                call.legs[index].remote_contact = messages::contact_of(&response);
+                if call.phase != Phase::Ringing {
+                    // Another fork answered first: ACK and hang this one up.
+                    call.legs[index].state = LegState::Answered;
+                    let ack = self.leg_request(id, index, Method::Ack);
+                    let bye = self.leg_request(id, index, Method::Bye);
+                    out.extend(ack);
+                    out.extend(bye);
+                    return;
+                }
+                call.legs[index].state = LegState::Answered;
+                call.phase = Phase::Answered;
+                call.answered_at = Some(now);
+                call.ring_deadline = None;
+                call.winner = Some(index);
+                let body = messages::body_of(&response);
+                let a = call.a_response(StatusCode::OK, body, None);
+                out.push(call.respond_a(a));
+                // The B leg is ACKed now: the caller's ACK carries nothing the callee needs
+                // (the offer was in the INVITE).
+                out.extend(self.leg_request(id, index, Method::Ack));
+                out.extend(self.cancel_others(id, Some(index)));
+            }
+            _ => {
+                call.legs[index].state = LegState::Failed(status);
+                let all_failed = call
+                    .legs
+                    .iter()
+                    .all(|l| matches!(l.state, LegState::Failed(_)));
+                if call.phase == Phase::Ringing && all_failed {
+                    let status = call.best_failure();
+                    let a = call.a_response(status, None, None);
+                    out.push(call.respond_a(a));
+                    let outcome = if status == StatusCode::BUSY_HERE {
+                        "busy"
+                    } else {
+                        "failed"
+                    };
+                    let record = call.record(self.start, now, outcome, status.as_u16());
+                    out.push(Action::Ended(record));
+                    self.forget(id);
+                }
+            }
+        }
+    }
+
+    fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        edge_id: String,
+        handle: String,
+        request: Request,
+        _flow: Flow,
+        out: &mut Vec<Action>,
+    ) {
+        let call_id = request.headers.call_id().unwrap_or_default().to_owned();
+        let Some(&id) = self.by_call_id.get(&call_id) else {
+            if !handle.is_empty() {
+                let response = sip_msg::build_response(
+                    &request,
+                    StatusCode::CALL_DOES_NOT_EXIST,
+                    Some(&self.ids.tag()),
+                );
+                out.push(Action::Respond {
+                    edge_id,
+                    handle,
+                    response: Box::new(response),
+                });
+            }
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let from_caller = call_id == call.a_call_id;
+        match request.method {
+            Method::Cancel if from_caller => {
+                // The edge already answered 487 to the caller.
+                out.extend(self.cancel_others(id, None));
+                if let Some(call) = self.calls.get(&id) {
+                    out.push(Action::Ended(call.record(
+                        self.start,
+                        now,
+                        "cancelled",
+                        487,
+                    )));
+                }
+                self.forget(id);
+            }
+            Method::Ack => {} // B was ACKed when it answered
+            Method::Bye => {
+                if !handle.is_empty() {
+                    let ok = sip_msg::build_response(&request, StatusCode::OK, None);
+                    out.push(Action::Respond {
+                        edge_id,
+                        handle,
+                        response: Box::new(ok),
+                    });
+                }
+                if from_caller {
+                    if let Some(winner) = call.winner {
+                        out.extend(self.leg_request(id, winner, Method::Bye));
+                    }
+                } else if let Some(bye) = self.a_bye(id) {
+                    out.push(bye);
+                }
+                if let Some(call) = self.calls.get(&id) {
+                    out.push(Action::Ended(call.record(self.start, now, "answered", 200)));
+                }
+                self.forget(id);
+            }
+            _ => {
+                if !handle.is_empty() {
+                    // re-INVITE, UPDATE, INFO…: not yet relayed between the legs.
+                    let response =
+                        sip_msg::build_response(&request, StatusCode::NOT_IMPLEMENTED, None);
+                    out.push(Action::Respond {
+                        edge_id,
+                        handle,
+                        response: Box::new(response),
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let due: Vec<u64> = self
+            .calls
+            .values()
+            .filter(|c| c.ring_deadline.is_some_and(|d| d <= now))
+            .map(|c| c.id)
+            .collect();
+        for id in due {
+            out.extend(self.cancel_others(id, None));
+            if let Some(call) = self.calls.get(&id) {
+                let a = call.a_response(StatusCode::TEMPORARILY_UNAVAILABLE, None, None);
+                out.push(call.respond_a(a));
+                out.push(Action::Ended(call.record(
+                    self.start,
+                    now,
+                    "no-answer",
+                    480,
+                )));
+            }
+            self.forget(id);
+        }
+    }
+
+    /// CANCELs every ringing leg but `except`.
+    fn cancel_others(&mut self, id: u64, except: Option<usize>) -> Vec<Action> {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (index, leg) in call.legs.iter_mut().enumerate() {
+            if Some(index) == except || !matches!(leg.state, LegState::Trying | LegState::Ringing) {
+                continue;
+            }
+            leg.state = LegState::Failed(487);
+            out.push(Action::Send {
+                call_ref: leg.call_ref.clone(),
+                request: Box::new(messages::cancel_for(&leg.invite)),
+                flow: leg.target.flow.clone(),
+            });
+        }
+        out
+    }
+
+    /// An ACK or BYE on callee leg `index`.
+    fn leg_request(&mut self, id: u64, index: usize, method: Method) -> Option<Action> {
+        let call_ref = self.new_ref(id, Some(index));
+        let branch = self.ids.branch();
+        let call = self.calls.get_mut(&id)?;
+        let leg = call.legs.get_mut(index)?;
+        let cseq = if method == Method::Ack {
+            1
+        } else {
+            leg.next_cseq()
+        };
+        let request = messages::in_dialog_b(leg, method, cseq, &self.config.instance, &branch);
+        Some(Action::Send {
+            call_ref,
+            request: Box::new(request),
+            flow: leg.target.flow.clone(),
+        })
+    }
+
+    /// A BYE to the caller (the callee hung up).
+    fn a_bye(&mut self, id: u64) -> Option<Action> {
+        let call_ref = self.new_ref(id, None);
+        let branch = self.ids.branch();
+        let call = self.calls.get_mut(&id)?;
+        let cseq = call.next_a_cseq();
+        let request = messages::bye_to_caller(call, cseq, &self.config.instance, &branch);
+        Some(Action::Send {
+            call_ref,
+            request: Box::new(request),
+            flow: call.a_flow.clone(),
+        })
+    }
+
+    fn forget(&mut self, id: u64) {
+        if let Some(call) = self.calls.remove(&id) {
+            self.by_call_id.remove(&call.a_call_id);
+            for leg in &call.legs {
+                self.by_call_id.remove(&leg.call_id);
+            }
+            self.by_ref.retain(|_, (c, _)| *c != id);
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The B2BUA core on a virtual clock, without sockets: basic call, busy, forking (first answer
+//! wins, the others are cancelled), CANCEL from the caller, ring timeout, BYE from either side,
+//! refusals, and every call's state released at the end (live calls back to zero).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use call_control::b2bua::{Action, B2bua, B2buaConfig, Input, LegTarget};
+use proto::v1::{Flow, SipTransport};
+use sip_msg::{HeaderName, Method, Request, Response, SipMessage, StatusCode, build_response};
+
+const SDP: &str = "v=0\r\no=a 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+
+fn flow(edge: &str, remote: &str) -> Flow {
+    Flow {
+        transport: SipTransport::Udp as i32,
+        remote: remote.into(),
+        local: "127.0.0.1:5070".into(),
+        edge_id: edge.into(),
+    }
+}
+
+fn parse_request(text: &str) -> Request {
+    match sip_msg::parse_datagram(text.as_bytes()).unwrap() {
+        SipMessage::Request(r) => r,
+        SipMessage::Response(_) => panic!("not a request"),
+    }
+}
+
+fn caller_invite() -> Request {
+    parse_request(&format!(
+        "INVITE sip:1002@city.test SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-a1;received=127.0.0.1;rport=5060\r\n\
+         Max-Forwards: 70\r\nFrom: \"Alice\" <sip:1001@city.test>;tag=alice\r\n\
+         To: <sip:1002@city.test>\r\nCall-ID: a-call@192.0.2.10\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:1001@192.0.2.10:5060>\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    ))
+}
+
+fn target(n: u16) -> LegTarget {
+    LegTarget {
+        aor: "sip:1002@city.test".into(),
+        contact: format!("sip:1002@192.0.2.{n}:5060"),
+        flow: flow("edge-b", &format!("198.51.100.{n}:40000")),
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // the origin of the virtual clock the core is driven on
+fn core() -> (B2bua, Instant) {
+    let start = Instant::now();
+    let config = B2buaConfig {
+        instance: "cc-1".into(),
+        ring_timeout: Duration::from_secs(30),
+    };
+    (B2bua::new(config, start, 7), start)
+}
+
+fn start_call(b2bua: &mut B2bua, now: Instant, targets: Vec<LegTarget>) -> Vec<Action> {
+    b2bua.handle(
+        now,
+        Input::Invite {
+            edge_id: "edge-a".into(),
+            handle: "h1".into(),
+            request: Box::new(caller_invite()),
+            flow: flow("edge-a", "203.0.113.5:5060"),
+            targets: Ok(targets),
+        },
+    )
+}
+
+/// The callee legs' INVITEs among the actions: (call_ref, request).
+fn sends(actions: &[Action]) -> Vec<(String, Request)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                call_ref, request, ..
+            } => Some((call_ref.clone(), (**request).clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn responses(actions: &[Action]) -> Vec<Response> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Respond { response, .. } => Some((**response).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ended(actions: &[Action]) -> Option<(&'static str, u16)> {
+    actions.iter().find_map(|a| match a {
+        Action::Ended(r) => Some((r.outcome, r.status)),
+        _ => None,
+    })
+}
+
+/// The callee's answer to a leg's INVITE.
+fn answer(invite: &Request, status: StatusCode, tag: &str, with_sdp: bool) -> Response {
+    let mut r = build_response(invite, status, Some(tag));
+    if status == StatusCode::OK {
+        r.headers
+            .push(HeaderName::Contact, "<sip:1002@192.0.2.20:5060>");
+    }
+    if with_sdp {
+        r.headers.push(HeaderName::ContentType, "application/sdp");
+        r.headers
+            .set(HeaderName::ContentLength, SDP.len().to_string());
+        r.body = bytes::Bytes::from_static(SDP.as_bytes());
+    }
+    r
+}
+
+#[test]
+fn a_basic_call_rings_answers_and_ends_with_a_bye_from_the_caller() {
+    let (mut b2bua, t0) = core();
+    let out = start_call(&mut b2bua, t0, vec![target(20)]);
+    let legs = sends(&out);
+    assert_eq!(legs.len(), 1);
+    let (call_ref, invite) = &legs[0];
+    assert_eq!(invite.uri.to_string(), "sip:1002@192.0.2.20:5060");
+    assert_ne!(
+        invite.headers.call_id(),
+        Some("a-call@192.0.2.10"),
+        "a new dialog"
+    );
+    assert_eq!(invite.body, caller_invite().body, "the offer is passed on");
+    assert!(
+        invite
+            .headers
+            .get(&HeaderName::Contact)
+            .unwrap()
+            .contains("127.0.0.1:5070")
+    );
+
+    let out = b2bua.handle(
+        t0,
+        Input::Result {
+            call_ref: call_ref.clone(),
+            response: Box::new(answer(invite, StatusCode::RINGING, "bob", false)),
+        },
+    );
+    assert_eq!(responses(&out)[0].status, StatusCode::RINGING);
+    let out = b2bua.handle(
+        t0 + Duration::from_secs(2),
+        Input::Result {
+            call_ref: call_ref.clone(),
+            response: Box::new(answer(invite, StatusCode::OK, "bob", true)),
+        },
+    );
+    let ok = &responses(&out)[0];
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(
+        ok.body.as_ref(),
+        SDP.as_bytes(),
+        "the answer goes to the caller"
+    );
+    let acks = sends(&out);
+    assert_eq!(acks[0].1.method, Method::Ack);
+    assert!(
+        acks[0]
+            .1
+            .headers
+            .get(&HeaderName::To)
+            .unwrap()
+            .contains("tag=bob")
+    );
+    assert_eq!(b2bua.live_calls(), 1);
+
+    // The caller hangs up: 200 to the caller, BYE to the callee.
+    let to_tag = ok
+        .headers
+        .to_header()
+        .unwrap()
+        .unwrap()
+        .params
+        .get("tag")
+        .flatten()
+        .unwrap()
+        .to_owned();
+    let bye = parse_request(&format!(
+        "BYE sip:cc@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-a2\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1001@city.test>;tag=alice\r\nTo: <sip:1002@city.test>;tag={to_tag}\r\n\
+         Call-ID: a-call@192.0.2.10\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    ));
+    let out = b2bua.handle(
+        t0 + Duration::from_secs(60),
+        Input::InDialog {
+            edge_id: "edge-a".into(),
+            handle: "h2".into(),
+            request: Box::new(bye),
+            flow: flow("edge-a", "203.0.113.5:5060"),
+        },
+    );
+    assert_eq!(responses(&out)[0].status, StatusCode::OK);
+    let byes = sends(&out);
+    assert_eq!(byes[0].1.method, Method::Bye);
+    assert_eq!(byes[0].1.uri.to_string(), "sip:1002@192.0.2.20:5060");
+    assert_eq!(ended(&out), Some(("answered", 200)));
+    assert_eq!(b2bua.live_calls(), 0);
+}
+
+#[test]
+fn busy_callee_gives_486_and_frees_the_call() {
+    let (mut b2bua, t0) = core();
+    let out = start_call(&mut b2bua, t0, vec![target(20)]);
+    let (call_ref, invite) = sends(&out).remove(0);
+    let out = b2bua.handle(
+        t0,
+        Input::Result {
+            call_ref,
+            response: Box::new(answer(&invite, StatusCode::BUSY_HERE, "bob", false)),
+        },
+    );
+    assert_eq!(responses(&out)[0].status, StatusCode::BUSY_HERE);
+    assert_eq!(ended(&out), Some(("busy", 486)));
+    assert_eq!(b2bua.live_calls(), 0);
+}
+
+#[test]
+fn forked_legs_ring_in_parallel_and_the_first_answer_cancels_the_others() {
+    let (mut b2bua, t0) = core();
+    let out = start_call(&mut b2bua, t0, vec![target(20), target(21), target(22)]);
+    let legs = sends(&out);
+    assert_eq!(legs.len(), 3);
+    let (winner_ref, winner) = &legs[1];
+    let out = b2bua.handle(
+        t0,
+        Input::Result {
+            call_ref: winner_ref.clone(),
+            response: Box::new(answer(winner, StatusCode::OK, "desk", true)),
+        },
+    );
+    let sent = sends(&out);
+    let cancels: Vec<_> = sent
+        .iter()
+        .filter(|(_, r)| r.method == Method::Cancel)
+        .collect();
+    assert_eq!(cancels.len(), 2, "{sent:?}");
+    let cancelled: Vec<&String> = cancels.iter().map(|(r, _)| r).collect();
+    assert!(cancelled.contains(&&legs[0].0) && cancelled.contains(&&legs[2].0));
+    assert_eq!(responses(&out)[0].status, StatusCode::OK);
+}
+
+#[test]
+fn a_cancel_from_the_caller_cancels_every_leg() {
+    let (mut b2bua, t0) = core();
+    let out = start_call(&mut b2bua, t0, vec![target(20), target(21)]);
+    assert_eq!(sends(&out).len(), 2);
+    let mut cancel = caller_invite();
+    cancel.method = Method::Cancel;
+    let out = b2bua.handle(
+        t0 + Duration::from_secs(3),
+        Input::InDialog {
+            edge_id: "edge-a".into(),
+            handle: String::new(),
+            request: Box::new(cancel),
+            flow: flow("edge-a", "203.0.113.5:5060"),
+        },
+    );
+    let sent = sends(&out);
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|(_, r)| r.method == Method::Cancel));
+    assert!(responses(&out).is_empty(), "the edge already answered 487");
+    assert_eq!(ended(&out), Some(("cancelled", 487)));
+    assert_eq!(b2bua.live_calls(), 0);
+}
+
+#[test]
+fn no_answer_within_the_ring_time_gives_480() {
+    let (mut b2bua, t0) = core();
+    start_call(&mut b2bua, t0, vec![target(20)]);
+    assert_eq!(b2bua.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+    assert!(
+        b2bua
+            .handle(t0 + Duration::from_secs(29), Input::Timeout)
+            .is_empty()
+    );
+    let out = b2bua.handle(t0 + Duration::from_secs(30), Input::Timeout);
+    assert_eq!(sends(&out)[0].1.method, Method::Cancel);
+    assert_eq!(
+        responses(&out)[0].status,
+        StatusCode::TEMPORARILY_UNAVAILABLE
+    );
+    assert_eq!(ended(&out), Some(("no-answer", 480)));
+    assert_eq!(b2bua.live_calls(), 0);
+}
+
+#[test]
+fn the_callee_hangs_up_and_the_caller_gets_a_bye_in_its_own_dialog() {
+    let (mut b2bua, t0) = core();
+    let out = start_call(&mut b2bua, t0, vec![target(20)]);
+    let (call_ref, invite) = sends(&out).remove(0);
+    b2bua.handle(
+        t0,
+        Input::Result {
+            call_ref,
+            response: Box::new(answer(&invite, StatusCode::OK, "bob", true)),
+        },
+    );
+    let bye = parse_request(&format!(
+        "BYE sip:cc@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bK-b2\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1002@city.test>;tag=bob\r\n{}\r\n\
+         Call-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        format_args!("To: {}", invite.headers.get(&HeaderName::From).unwrap()),
+        invite.headers.call_id().unwrap()
+    ));
+    let out = b2bua.handle(
+        t0 + Duration::from_secs(10),
+        Input::InDialog {
+            edge_id: "edge-b".into(),
+            handle: "hb".into(),
+            request: Box::new(bye),
+            flow: flow("edge-b", "198.51.100.20:40000"),
+        },
+    );
+    assert_eq!(responses(&out)[0].status, StatusCode::OK);
+    let (_, to_caller) = sends(&out).remove(0);
+    assert_eq!(to_caller.method, Method::Bye);
+    assert_eq!(to_caller.uri.to_string(), "sip:1001@192.0.2.10:5060");
+    assert_eq!(to_caller.headers.call_id(), Some("a-call@192.0.2.10"));
+    assert!(
+        to_caller
+            .headers
+            .get(&HeaderName::To)
+            .unwrap()
+            .contains("tag=alice")
+    );
+    assert_eq!(b2bua.live_calls(), 0);
+}
+
+#[test]
+fn refusals_and_unregistered_callees_are_answered_at_once() {
+    let (mut b2bua, t0) = core();
+    let out = b2bua.handle(
+        t0,
+        Input::Invite {
+            edge_id: "edge-a".into(),
+            handle: "h1".into(),
+            request: Box::new(caller_invite()),
+            flow: flow("edge-a", "203.0.113.5:5060"),
+            targets: Err((StatusCode::FORBIDDEN, "National calls barred".into())),
+        },
+    );
+    let r = &responses(&out)[0];
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (StatusCode::FORBIDDEN, "National calls barred")
+    );
+    let out = start_call(&mut b2bua, t0, vec![]);
+    assert_eq!(
+        responses(&out)[0].status,
+        StatusCode::TEMPORARILY_UNAVAILABLE
+    );
+    assert_eq!(b2bua.live_calls(), 0);
+    // A BYE for no call: 481.
+    let stray = parse_request(
+        "BYE sip:cc@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bK-x\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:x@city.test>;tag=x\r\nTo: <sip:y@city.test>;tag=y\r\n\
+         Call-ID: nothing\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+    );
+    let out = b2bua.handle(
+        t0,
+        Input::InDialog {
+            edge_id: "edge-a".into(),
+            handle: "h9".into(),
+            request: Box::new(stray),
+            flow: flow("edge-a", "203.0.113.5:5060"),
+        },
+    );
+    assert_eq!(responses(&out)[0].status, StatusCode::CALL_DOES_NOT_EXIST);
+}
