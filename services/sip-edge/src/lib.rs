@@ -13,7 +13,7 @@
 //!
 //! Files: `config`, `clock`, `transport/` (UDP, TCP, TLS listeners and connections),
 //! `engine` (the one task that owns the transaction layer), `auth` (digest against the
-//! directory), `registrar` (the location update), `location/` (bindings in the store),
+//! directory), `registrar` (the location update; bindings live in the `location` crate),
 //! `protection/` (rate limits, bans, scanners, lockouts), `core_routing` (the bus to
 //! call-control), `nat_keepalive` (pings to phones behind NAT), `service` (wiring, drain).
 
@@ -22,7 +22,9 @@ pub mod clock;
 pub mod config;
 pub mod core_routing;
 mod engine;
-pub mod location;
+/// The location service lives in its own crate (call-control reads it too); re-exported
+/// under its old path.
+pub use location;
 pub mod nat_keepalive;
 pub mod protection;
 pub mod registrar;

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use location::{
+    LocationConfig, LocationError, LocationService, RegistrationContext, StoredBinding,
+};
 use prost::Message;
 use proto::v1::{Flow, LocationBinding, SipTransport};
 use sip_core::registrar::{RegisterPlan, RegistrarPolicy, process_register};
-use sip_edge::location::{
-    LocationConfig, LocationError, LocationService, RegistrationContext, StoredBinding,
-};
 use sip_msg::{Request, SipMessage, parse_datagram};
 use store::embedded::EmbeddedStore;
 use store::etcd::{EtcdConfig, EtcdStore};
