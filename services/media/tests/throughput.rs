@@ -79,7 +79,7 @@ fn now() -> Instant {
 fn relay_on_one_core(
     callers: &[UdpSocket],
     callee: SocketAddr,
-) -> (Vec<SocketAddr>, impl FnOnce()) {
+) -> (Vec<SocketAddr>, impl FnOnce() -> Option<Duration>) {
     let pairs = 2 * callers.len() as u16;
     let base = 20_000 + 2 * rand::random_range(0..(19_000 - pairs));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -121,15 +121,29 @@ fn relay_on_one_core(
         .collect();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let relay = std::thread::spawn(move || {
+        let before = thread_cpu();
         runtime.block_on(async {
             let _ = stopped.await;
-            drop(media);
         });
+        let used = thread_cpu()
+            .zip(before)
+            .map(|(after, before)| after - before);
+        drop(media);
+        used
     });
     (legs, move || {
         let _ = stop.send(());
-        relay.join().unwrap();
+        relay.join().unwrap()
     })
+}
+
+/// CPU time (user + system) of the calling thread, from /proc (clock ticks of 10 ms, the
+/// usual CLK_TCK on Linux): the relay's own cost, whatever else the machine runs.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 #[test]
@@ -161,7 +175,7 @@ fn relay_throughput_on_one_core() {
         b.try_clone().unwrap(),
         count,
     );
-    stop();
+    let one_cpu = per_packet(stop(), count);
 
     // Many sessions, one packet each in turn: each wake-up finds about one datagram, as with
     // real calls (50 packets/s per stream).
@@ -172,17 +186,23 @@ fn relay_throughput_on_one_core() {
         .map(|(c, leg)| (c.try_clone().unwrap(), *leg))
         .collect();
     let many = pump(&senders, b.try_clone().unwrap(), count);
-    stop();
+    let many_cpu = per_packet(stop(), count);
 
     println!(
         "media relay, {count} RTP packets of 172 B, window {WINDOW}, relay on one core:\n  \
          direct loopback (no relay)   {direct:>9.0} pkt/s\n  \
-         1 session                    {one:>9.0} pkt/s  ({:.2} of direct)\n  \
-         {:<28} {many:>9.0} pkt/s  ({:.2} of direct; {:.0} G.711 \
-         streams at 50 pkt/s)",
+         1 session                    {one:>9.0} pkt/s  ({:.2} of direct)  relay CPU {one_cpu:.2} µs/pkt\n  \
+         {:<28} {many:>9.0} pkt/s  ({:.2} of direct)  relay CPU {many_cpu:.2} µs/pkt \
+         = {:.0} pkt/s per core = {:.0} one-way G.711 streams",
         one / direct,
         format!("{sessions} sessions round-robin"),
         many / direct,
-        many / 50.0
+        1e6 / many_cpu,
+        1e6 / many_cpu / 50.0,
     );
+}
+
+/// Relay CPU microseconds per packet (NaN where /proc is not there).
+fn per_packet(cpu: Option<Duration>, count: u64) -> f64 {
+    cpu.map_or(f64::NAN, |cpu| cpu.as_secs_f64() * 1e6 / count as f64)
 }
