@@ -365,6 +365,82 @@ impl Playback {
     }
 }
 
+/// Why a WAV file cannot be played.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WavError {
+    /// Not a RIFF/WAVE file, or a chunk runs past the end.
+    #[error("not a WAV file: {0}")]
+    Malformed(&'static str),
+    /// Only 8 kHz mono 16-bit PCM, A-law or µ-law is played (no resampling or mixing down).
+    #[error(
+        "unsupported WAV format {format} ({channels} channel(s), {sample_rate} Hz, {bits} bits)"
+    )]
+    Unsupported {
+        format: u16,
+        channels: u16,
+        sample_rate: u32,
+        bits: u16,
+    },
+}
+
+/// Reads a WAV file (music on hold) into raw G.711 in `codec`'s law, for
+/// [`Playback::Audio`]: 8 kHz mono, as 16-bit PCM (encoded) or already A-law/µ-law
+/// (transcoded if the law differs).
+pub fn wav_to_g711(file: &[u8], codec: G711) -> Result<Bytes, WavError> {
+    let le16 = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
+    let le32 = |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    if file.len() < 12 || &file[0..4] != b"RIFF" || &file[8..12] != b"WAVE" {
+        return Err(WavError::Malformed("no RIFF/WAVE header"));
+    }
+    let mut at = 12;
+    let mut format = None;
+    while at + 8 <= file.len() {
+        let id = &file[at..at + 4];
+        let len = le32(file, at + 4) as usize;
+        let body = file
+            .get(at + 8..at + 8 + len)
+            .ok_or(WavError::Malformed("chunk past the end"))?;
+        match id {
+            b"fmt " if len >= 16 => {
+                format = Some((le16(body, 0), le16(body, 2), le32(body, 4), le16(body, 14)));
+            }
+            b"data" => {
+                let (tag, channels, sample_rate, bits) =
+                    format.ok_or(WavError::Malformed("data before fmt"))?;
+                let unsupported = WavError::Unsupported {
+                    format: tag,
+                    channels,
+                    sample_rate,
+                    bits,
+                };
+                if channels != 1 || sample_rate != SAMPLE_RATE {
+                    return Err(unsupported);
+                }
+                let out: Vec<u8> = match (tag, bits) {
+                    (1, 16) => body
+                        .chunks_exact(2)
+                        .map(|s| codec.encode(i16::from_le_bytes([s[0], s[1]])))
+                        .collect(),
+                    (6, 8) => body
+                        .iter()
+                        .map(|&c| codec.encode(alaw_to_linear(c)))
+                        .collect(),
+                    (7, 8) => body
+                        .iter()
+                        .map(|&c| codec.encode(mulaw_to_linear(c)))
+                        .collect(),
+                    _ => return Err(unsupported),
+                };
+                return Ok(Bytes::from(out));
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even length.
+        at += 8 + len + (len & 1);
+    }
+    Err(WavError::Malformed("no data chunk"))
+}
+
 /// A running playback: one 20 ms packet per call.
 #[derive(Debug, Clone)]
 pub enum Generator {
@@ -492,6 +568,57 @@ mod tests {
             .flat_map(|i| decode(&packets[i]))
             .fold(0.0f64, |m, x| m.max(x.abs()));
         assert!((6_500.0..7_600.0).contains(&peak), "peak {peak}");
+    }
+
+    fn wav(format: u16, bits: u16, rate: u32, data: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(b"RIFF");
+        f.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        f.extend_from_slice(b"WAVEfmt ");
+        f.extend_from_slice(&16u32.to_le_bytes());
+        f.extend_from_slice(&format.to_le_bytes());
+        f.extend_from_slice(&1u16.to_le_bytes());
+        f.extend_from_slice(&rate.to_le_bytes());
+        f.extend_from_slice(&(rate * u32::from(bits) / 8).to_le_bytes());
+        f.extend_from_slice(&(bits / 8).to_le_bytes());
+        f.extend_from_slice(&bits.to_le_bytes());
+        f.extend_from_slice(b"data");
+        f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        f.extend_from_slice(data);
+        f
+    }
+
+    #[test]
+    fn wav_files_become_g711_in_the_legs_law() {
+        let pcm: Vec<u8> = [0i16, 1000, -1000, i16::MAX]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        assert_eq!(
+            wav_to_g711(&wav(1, 16, 8_000, &pcm), G711::MuLaw).unwrap(),
+            Bytes::from_static(&[0xFF, 0xCE, 0x4E, 0x80])
+        );
+        // µ-law file played to an A-law leg: transcoded.
+        assert_eq!(
+            wav_to_g711(&wav(7, 8, 8_000, &[0xFF, 0x80]), G711::ALaw).unwrap(),
+            Bytes::from_static(&[0xD5, 0xAA])
+        );
+        assert_eq!(
+            wav_to_g711(&wav(6, 8, 8_000, &[0xD5]), G711::ALaw).unwrap(),
+            Bytes::from_static(&[0xD5])
+        );
+        assert!(matches!(
+            wav_to_g711(&wav(1, 16, 44_100, &pcm), G711::MuLaw),
+            Err(WavError::Unsupported {
+                sample_rate: 44_100,
+                ..
+            })
+        ));
+        assert!(matches!(
+            wav_to_g711(b"RIFF\0\0\0\0WAVEdata\xff\0\0\0", G711::MuLaw),
+            Err(WavError::Malformed(_))
+        ));
+        assert!(wav_to_g711(b"not a wav", G711::MuLaw).is_err());
     }
 
     #[test]
