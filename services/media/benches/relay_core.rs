@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
             LegOptions {
                 remote: Some(a),
                 behind_nat: false,
+                rtcp_mux: false,
             },
         ),
         (
@@ -32,6 +33,7 @@ fn bench(c: &mut Criterion) {
             LegOptions {
                 remote: Some(b),
                 behind_nat: false,
+                rtcp_mux: false,
             },
         ),
     );

@@ -98,6 +98,7 @@ async fn media_flows_both_ways_latched_to_where_a_natted_phone_sends_from() {
             leg_a: LegOptions {
                 remote: Some("192.168.1.20:7078".parse().unwrap()),
                 behind_nat: true,
+                rtcp_mux: false,
             },
             leg_b: LegOptions::default(),
         })
@@ -115,6 +116,7 @@ async fn media_flows_both_ways_latched_to_where_a_natted_phone_sends_from() {
             LegOptions {
                 remote: Some(b_rtp.local_addr().unwrap()),
                 behind_nat: false,
+                rtcp_mux: false,
             },
         )
         .await
@@ -196,10 +198,12 @@ async fn a_phone_not_behind_nat_is_latched_only_from_its_sdp_address() {
             leg_a: LegOptions {
                 remote: Some("127.0.0.2:4000".parse().unwrap()),
                 behind_nat: false,
+                rtcp_mux: false,
             },
             leg_b: LegOptions {
                 remote: Some(b.local_addr().unwrap()),
                 behind_nat: false,
+                rtcp_mux: false,
             },
         })
         .await
@@ -229,10 +233,12 @@ async fn dead_media_is_reported_once() {
             leg_a: LegOptions {
                 remote: Some(a.local_addr().unwrap()),
                 behind_nat: false,
+                rtcp_mux: false,
             },
             leg_b: LegOptions {
                 remote: Some(b.local_addr().unwrap()),
                 behind_nat: false,
+                rtcp_mux: false,
             },
         })
         .await
@@ -326,10 +332,12 @@ async fn ringback_replaces_the_callees_media_until_stopped() {
             leg_a: LegOptions {
                 remote: Some(a.local_addr().unwrap()),
                 behind_nat: false,
+                rtcp_mux: false,
             },
             leg_b: LegOptions {
                 remote: Some(b.local_addr().unwrap()),
                 behind_nat: false,
+                rtcp_mux: false,
             },
         })
         .await

@@ -109,10 +109,12 @@ fn relay_on_one_core(
                     leg_a: LegOptions {
                         remote: Some(caller.local_addr().unwrap()),
                         behind_nat: false,
+                        rtcp_mux: false,
                     },
                     leg_b: LegOptions {
                         remote: Some(callee),
                         behind_nat: false,
+                        rtcp_mux: false,
                     },
                 }))
                 .unwrap()

@@ -58,6 +58,10 @@ pub struct LegOptions {
     /// The phone is behind NAT (the edge saw its Contact differ from the packet's source):
     /// latch onto the first packet from any address.
     pub behind_nat: bool,
+    /// RTP and RTCP share the RTP port (RFC 5761, `a=rtcp-mux` in both offer and answer):
+    /// RTCP arriving on the RTP port is told apart by its packet type, and RTCP for this leg
+    /// goes to its RTP address. The other leg need not mux: the relay converts.
+    pub rtcp_mux: bool,
 }
 
 /// The relay's ports of one leg.
@@ -156,6 +160,12 @@ struct LegState {
     counters: LegCounters,
     /// The leg hears a generated stream; what the other leg sends is not forwarded to it.
     playing: bool,
+}
+
+/// RFC 5761 §4: on a muxed port, a second byte in 192–223 (RTCP packet types SR, RR, SDES,
+/// BYE, APP, feedback…) is RTCP; RTP payload types that would collide are not used with mux.
+fn is_muxed_rtcp(bytes: &[u8]) -> bool {
+    bytes.get(1).is_some_and(|pt| (192..=223).contains(pt))
 }
 
 fn kind_index(kind: PacketKind) -> usize {
@@ -313,6 +323,16 @@ impl Session {
         source: SocketAddr,
         bytes: &[u8],
     ) -> Result<Forward, DropReason> {
+        // `kind` is the port's; the latch follows the port, the forwarding the packet.
+        let port_kind = kind;
+        let kind = if port_kind == PacketKind::Rtp
+            && self.legs[leg.index()].options.rtcp_mux
+            && is_muxed_rtcp(bytes)
+        {
+            PacketKind::Rtcp
+        } else {
+            port_kind
+        };
         let well_formed = match kind {
             PacketKind::Rtp => check_rtp(bytes),
             PacketKind::Rtcp => check_rtcp(bytes),
@@ -322,7 +342,7 @@ impl Session {
         }
         let relatch_after = self.config.relatch_after;
         let state = &mut self.legs[leg.index()];
-        let slot = kind_index(kind);
+        let slot = kind_index(port_kind);
         match state.latched[slot] {
             Some(ref mut latch) if latch.source == source => latch.last_seen = now,
             Some(latch) => {
@@ -354,9 +374,15 @@ impl Session {
         if peer.playing && kind == PacketKind::Rtp {
             return Err(DropReason::PeerHearsPlayback);
         }
-        let to = peer.destination(kind).ok_or(DropReason::PeerUnknown)?;
+        // A muxing peer gets its RTCP on its RTP port and address.
+        let out = if peer.options.rtcp_mux {
+            PacketKind::Rtp
+        } else {
+            kind
+        };
+        let to = peer.destination(out).ok_or(DropReason::PeerUnknown)?;
         Ok(Forward {
-            from_port: peer.port(kind),
+            from_port: peer.port(out),
             to,
         })
     }
@@ -443,6 +469,7 @@ mod tests {
         LegOptions {
             remote: Some(addr(remote)),
             behind_nat: false,
+            rtcp_mux: false,
         }
     }
 
@@ -520,6 +547,7 @@ mod tests {
         let nat = LegOptions {
             remote: Some(addr("192.168.1.10:4000")),
             behind_nat: true,
+            rtcp_mux: false,
         };
         let mut s = session(t0, nat, known("10.0.0.2:5000"));
         assert!(matches!(
@@ -621,6 +649,67 @@ mod tests {
             s.on_packet(t0, 30_002, addr("10.0.0.2:5000"), &rtp()),
             Verdict::Forward(_)
         ));
+    }
+
+    #[test]
+    fn rtcp_mux_on_one_leg_is_converted_for_the_other() {
+        let t0 = start();
+        let muxed = LegOptions {
+            remote: Some(addr("10.0.0.1:4000")),
+            behind_nat: false,
+            rtcp_mux: true,
+        };
+        let mut s = session(t0, muxed, known("10.0.0.2:5000"));
+        // A's RTCP comes on the RTP port: to B's RTCP port (+1), from the relay's RTCP port.
+        assert_eq!(
+            s.on_packet(t0, 30_000, addr("10.0.0.1:4000"), &rtcp()),
+            Verdict::Forward(Forward {
+                from_port: 30_003,
+                to: addr("10.0.0.2:5001")
+            })
+        );
+        // A's RTP, same port: to B's RTP.
+        assert_eq!(
+            s.on_packet(t0, 30_000, addr("10.0.0.1:4000"), &rtp()),
+            Verdict::Forward(Forward {
+                from_port: 30_002,
+                to: addr("10.0.0.2:5000")
+            })
+        );
+        // B's RTCP on its RTCP port: to A's RTP address, from A's RTP port.
+        assert_eq!(
+            s.on_packet(t0, 30_003, addr("10.0.0.2:5001"), &rtcp()),
+            Verdict::Forward(Forward {
+                from_port: 30_000,
+                to: addr("10.0.0.1:4000")
+            })
+        );
+        // Both muxed: RTCP stays on the RTP ports.
+        let mut both = session(
+            t0,
+            muxed,
+            LegOptions {
+                rtcp_mux: true,
+                ..known("10.0.0.2:5000")
+            },
+        );
+        assert_eq!(
+            both.on_packet(t0, 30_000, addr("10.0.0.1:4000"), &rtcp()),
+            Verdict::Forward(Forward {
+                from_port: 30_002,
+                to: addr("10.0.0.2:5000")
+            })
+        );
+        // RTCP while A hears playback still flows; RTP does not.
+        both.set_playing(Leg::A, true);
+        assert!(matches!(
+            both.on_packet(t0, 30_002, addr("10.0.0.2:5000"), &rtcp()),
+            Verdict::Forward(_)
+        ));
+        assert_eq!(
+            both.on_packet(t0, 30_002, addr("10.0.0.2:5000"), &rtp()),
+            Verdict::Drop(DropReason::PeerHearsPlayback)
+        );
     }
 
     #[test]
