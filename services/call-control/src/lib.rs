@@ -10,3 +10,4 @@
 
 pub mod b2bua;
 pub mod dialplan;
+pub mod service;

@@ -1,0 +1,69 @@
+//! `calanque-call-control`: the call-control binary (flags → store and bus → run until
+//! SIGTERM/SIGINT).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use call_control::service::{CallControlConfig, start};
+use clap::Parser;
+use directory::{BusSpec, StoreSpec};
+
+/// The calanque call-control service.
+#[derive(Debug, Parser)]
+#[command(name = "calanque-call-control", version)]
+struct Args {
+    /// This replica's unique name (the pod name in Kubernetes).
+    #[arg(long, env = "CALANQUE_CC_INSTANCE", default_value = "cc-1")]
+    instance: String,
+    /// etcd endpoints (cluster mode), comma-separated.
+    #[arg(long, env = "CALANQUE_ETCD", conflicts_with = "data_dir")]
+    etcd: Option<String>,
+    /// Directory of the embedded store (all-in-one mode).
+    #[arg(long, env = "CALANQUE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// NATS servers, comma-separated.
+    #[arg(long, env = "CALANQUE_NATS")]
+    nats: String,
+    /// The SIP domain of every AOR (the edges' `--domain`, by default their realm).
+    #[arg(long, env = "CALANQUE_DOMAIN", default_value = "calanque")]
+    domain: String,
+    /// Seconds a call rings before the caller gets 480.
+    #[arg(long, default_value_t = 30)]
+    ring_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let store = match (&args.etcd, &args.data_dir) {
+        (Some(endpoints), _) => format!("etcd:{endpoints}"),
+        (None, Some(dir)) => format!("embedded:{}", dir.join("calanque.redb").display()),
+        (None, None) => bail!("give --etcd (cluster) or --data-dir (all-in-one)"),
+    };
+    let store: StoreSpec = store.parse().context("the store")?;
+    let bus: BusSpec = args.nats.parse().context("the bus")?;
+    let (store, bus) = directory::build(&store, &bus)
+        .await
+        .context("opening the store and the bus")?;
+    let _service = start(
+        CallControlConfig {
+            instance: args.instance,
+            domain: args.domain,
+            ring_timeout: Duration::from_secs(args.ring_timeout),
+        },
+        store,
+        bus,
+    )
+    .await
+    .context("starting call-control")?;
+    tracing::info!("call-control ready");
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The call-control service: the B2BUA core on the bus. Requests handed over by the edges
+//! (queue group `call-control`, ADR 0008) are acknowledged at once, resolved with the dial
+//! plan and the location service, and fed to the core; its actions go back to the edges
+//! (`EdgeResponse` for the caller's transaction, `EdgeSend` through the callee's flow, ADR
+//! 0011). Results of sent requests come back on this replica's own subject.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bus::{Bus, BusHeaders, BusMessage};
+use bytes::Bytes;
+use directory_client::DirectoryCache;
+use location::{LocationConfig, LocationService};
+use prost::Message as _;
+use proto::subjects::{self, types};
+use proto::v1::{EdgeRequest, EdgeResponse, EdgeSend, EdgeSendResult};
+use sip_msg::{Method, Request, SipMessage, StatusCode};
+use store::Store;
+use tokio::task::JoinHandle;
+
+use crate::b2bua::{Action, B2bua, B2buaConfig, Input, LegTarget};
+use crate::dialplan::{self, Target};
+
+/// Settings of a call-control replica.
+#[derive(Debug, Clone)]
+pub struct CallControlConfig {
+    /// This replica's name (its results subject and its Via placeholder).
+    pub instance: String,
+    /// The SIP domain of the AORs (the edges' `--domain`).
+    pub domain: String,
+    /// How long callees ring before the caller gets 480.
+    pub ring_timeout: Duration,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("loading the directory: {0}")]
+    Directory(#[from] directory_client::CacheError),
+    #[error("loading the location service: {0}")]
+    Location(#[from] location::LocationError),
+    #[error("subscribing on the bus: {0}")]
+    Bus(#[from] bus::BusError),
+}
+
+/// A running replica; dropping it stops it.
+#[derive(Debug)]
+pub struct CallControlHandle {
+    task: JoinHandle<()>,
+}
+
+impl Drop for CallControlHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The subject this replica's `EdgeSendResult`s arrive on.
+pub fn results_subject(instance: &str) -> String {
+    format!("{}.callcontrol.{instance}.results", subjects::PREFIX)
+}
+
+/// Starts a replica on `store` (directory and location) and `bus`.
+pub async fn start(
+    config: CallControlConfig,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+) -> Result<CallControlHandle, StartError> {
+    let directory = DirectoryCache::start(store.clone()).await?;
+    let location = LocationService::start(store, LocationConfig::default()).await?;
+    let requests = bus
+        .queue_subscribe(
+            subjects::CALL_CONTROL_REQUESTS,
+            subjects::CALL_CONTROL_QUEUE_GROUP,
+        )
+        .await?;
+    let results = bus.subscribe(&results_subject(&config.instance)).await?;
+    let core = B2bua::new(
+        B2buaConfig {
+            instance: config.instance.clone(),
+            ring_timeout: config.ring_timeout,
+        },
+        now(),
+        rand::random(),
+    );
+    let service = Service {
+        config,
+        directory,
+        location,
+        bus,
+        core,
+    };
+    let task = tokio::spawn(service.run(requests, results));
+    Ok(CallControlHandle { task })
+}
+
+#[allow(clippy::disallowed_methods)] // the service's clock; the core gets it as input
+fn now() -> Instant {
+    Instant::now()
+}
+
+#[allow(clippy::disallowed_methods)] // wall time for binding expiry, shared between machines
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+struct Service {
+    config: CallControlConfig,
+    directory: DirectoryCache,
+    location: LocationService,
+    bus: Arc<dyn Bus>,
+    core: B2bua,
+}
+
+impl Service {
+    async fn run(mut self, mut requests: bus::Subscription, mut results: bus::Subscription) {
+        loop {
+            let wake = self
+                .core
+                .poll_timeout()
+                .unwrap_or_else(|| now() + Duration::from_secs(3600));
+            let actions = tokio::select! {
+                message = requests.next() => match message {
+                    Some(message) => self.on_request(message).await,
+                    None => return,
+                },
+                message = results.next() => match message {
+                    Some(message) => self.on_result(&message),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(wake.into()) => self.core.handle(now(), Input::Timeout),
+            };
+            self.perform(actions).await;
+        }
+    }
+
+    async fn on_request(&mut self, message: BusMessage) -> Vec<Action> {
+        // Acknowledge the hand-off first: the edge answers 503 if we take too long.
+        if message.reply_to.is_some()
+            && let Err(e) = self
+                .bus
+                .reply(&message, BusHeaders::new(), Bytes::new())
+                .await
+        {
+            tracing::debug!(error = %e, "hand-off acknowledgement lost");
+        }
+        let Ok(edge_request) = EdgeRequest::decode(message.payload.clone()) else {
+            tracing::warn!("undecodable EdgeRequest dropped");
+            return Vec::new();
+        };
+        let Ok(SipMessage::Request(request)) = sip_msg::parse_datagram(&edge_request.message)
+        else {
+            tracing::warn!("EdgeRequest without a SIP request dropped");
+            return Vec::new();
+        };
+        let flow = edge_request.flow.clone().unwrap_or_default();
+        let in_dialog = request
+            .headers
+            .to_header()
+            .ok()
+            .flatten()
+            .is_some_and(|to| to.params.get("tag").is_some());
+        let is_new_invite = request.method == Method::Invite && !in_dialog;
+        if !is_new_invite {
+            if !in_dialog
+                && !edge_request.transaction.is_empty()
+                && !matches!(request.method, Method::Ack | Method::Cancel)
+            {
+                // MESSAGE, SUBSCRIBE, OPTIONS to a user…: not served yet.
+                let response = sip_msg::build_response(&request, StatusCode::NOT_IMPLEMENTED, None);
+                return vec![Action::Respond {
+                    edge_id: edge_request.edge_id,
+                    handle: edge_request.transaction,
+                    response: Box::new(response),
+                }];
+            }
+            let input = Input::InDialog {
+                edge_id: edge_request.edge_id,
+                handle: edge_request.transaction,
+                request: Box::new(request),
+                flow,
+            };
+            return self.core.handle(now(), input);
+        }
+        let targets = self.resolve(&edge_request.device_id, &request);
+        let input = Input::Invite {
+            edge_id: edge_request.edge_id,
+            handle: edge_request.transaction,
+            request: Box::new(request),
+            flow,
+            targets,
+        };
+        self.core.handle(now(), input)
+    }
+
+    /// Where an INVITE goes: the registered contacts of the target's devices, or why not.
+    fn resolve(
+        &self,
+        caller_device: &str,
+        request: &Request,
+    ) -> Result<Vec<LegTarget>, (StatusCode, String)> {
+        let dialed = request.uri.user.clone().unwrap_or_default();
+        let target = dialplan::route(&self.directory, caller_device, &dialed).map_err(|r| {
+            let status = StatusCode::new(r.status_code()).unwrap_or(StatusCode::NOT_FOUND);
+            (status, r.to_string())
+        })?;
+        let device_ids: Vec<String> = match target {
+            Target::Extension { device_ids, .. } => device_ids,
+            Target::HuntGroup { members, .. } => {
+                // Every member at once until hunting strategies are built.
+                members.into_iter().flat_map(|m| m.device_ids).collect()
+            }
+            Target::Trunk { .. } | Target::Emergency { .. } => {
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Trunks not connected yet".into(),
+                ));
+            }
+            other => {
+                return Err((
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!("{other:?} not served yet"),
+                ));
+            }
+        };
+        let now_unix = unix_secs();
+        let mut targets = Vec::new();
+        for device_id in device_ids {
+            let Some(device) = self.directory.device(&device_id) else {
+                continue;
+            };
+            let aor = format!(
+                "sip:{}@{}",
+                device.sip_username.as_str(),
+                self.config.domain
+            );
+            for binding in self.location.lookup(&aor, now_unix) {
+                targets.push(LegTarget {
+                    aor: aor.clone(),
+                    contact: binding.binding.contact.to_string(),
+                    flow: binding.flow,
+                });
+            }
+        }
+        Ok(targets)
+    }
+
+    fn on_result(&mut self, message: &BusMessage) -> Vec<Action> {
+        let Ok(result) = EdgeSendResult::decode(message.payload.clone()) else {
+            return Vec::new();
+        };
+        let Ok(SipMessage::Response(response)) = sip_msg::parse_datagram(&result.message) else {
+            return Vec::new();
+        };
+        self.core.handle(
+            now(),
+            Input::Result {
+                call_ref: result.call_ref,
+                response: Box::new(response),
+            },
+        )
+    }
+
+    async fn perform(&self, actions: Vec<Action>) {
+        for action in actions {
+            let outcome = match action {
+                Action::Respond {
+                    edge_id,
+                    handle,
+                    response,
+                } => {
+                    let payload = EdgeResponse {
+                        transaction: handle,
+                        message: response.to_bytes(),
+                    };
+                    self.publish(
+                        &subjects::edge_responses(&edge_id),
+                        types::EDGE_RESPONSE,
+                        payload.encode_to_vec(),
+                    )
+                    .await
+                }
+                Action::Send {
+                    call_ref,
+                    request,
+                    flow,
+                } => {
+                    let edge = flow.edge_id.clone();
+                    let payload = EdgeSend {
+                        call_ref,
+                        message: request.to_bytes(),
+                        flow: Some(flow),
+                        reply_subject: results_subject(&self.config.instance),
+                    };
+                    self.publish(
+                        &subjects::edge_send(&edge),
+                        types::EDGE_SEND,
+                        payload.encode_to_vec(),
+                    )
+                    .await
+                }
+                Action::Ended(record) => {
+                    tracing::info!(
+                        call_id = %record.call_id,
+                        caller = %record.caller,
+                        callee = %record.callee,
+                        outcome = record.outcome,
+                        status = record.status,
+                        answered_ms = record.answered.map(|a| a.as_millis() as u64),
+                        duration_ms = (record.ended.saturating_sub(record.answered.unwrap_or(record.ended))).as_millis() as u64,
+                        "call ended"
+                    );
+                    Ok(())
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "bus publish failed");
+            }
+        }
+    }
+
+    async fn publish(
+        &self,
+        subject: &str,
+        type_name: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), bus::BusError> {
+        let mut headers = BusHeaders::new();
+        headers.insert(subjects::TYPE_HEADER, type_name);
+        self.bus
+            .publish(subject, headers, Bytes::from(payload))
+            .await
+    }
+}
