@@ -59,10 +59,11 @@ async fn main() -> anyhow::Result<()> {
         },
         ..MediaConfig::default()
     };
+    let mut shutdown = Shutdown::register().context("registering signal handlers")?;
     let (media, mut events) = media::start(config).context("starting the media relay")?;
     tracing::info!(pairs = media.available_pairs(), "media relay ready");
     tokio::select! {
-        () = wait_for_signal() => tracing::info!("signal received: stopping"),
+        () = shutdown.wait() => tracing::info!("signal received: stopping"),
         () = async {
             while let Some(event) = events.recv().await {
                 tracing::info!(?event, "media event");
@@ -72,24 +73,36 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// SIGTERM or SIGINT, registered when created (before the service says it is ready, so a
+/// supervisor's SIGTERM right after the ready line is not lost).
+struct Shutdown {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn register() -> std::io::Result<Shutdown> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Shutdown {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Shutdown {})
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }

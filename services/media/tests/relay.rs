@@ -388,3 +388,47 @@ async fn ringback_replaces_the_callees_media_until_stopped() {
     let stats = media.release(allocation.session).await.unwrap();
     assert_eq!(stats.leg_b.drops, 1, "the early media during ringback");
 }
+
+#[tokio::test]
+async fn a_phone_that_moves_is_relatched_after_its_silence() {
+    let (media, _events) = start(
+        2,
+        SessionConfig {
+            idle_timeout: Duration::from_secs(60),
+            relatch_after: Some(Duration::from_millis(300)),
+        },
+    );
+    let (a_old, a_new, b) = (phone().await, phone().await, phone().await);
+    let allocation = media
+        .allocate(AllocateRequest {
+            call_id: "call-6@test".into(),
+            leg_a: LegOptions {
+                remote: Some(a_old.local_addr().unwrap()),
+                behind_nat: true,
+                rtcp_mux: false,
+            },
+            leg_b: LegOptions {
+                remote: Some(b.local_addr().unwrap()),
+                behind_nat: false,
+                rtcp_mux: false,
+            },
+        })
+        .await
+        .unwrap();
+    let voice = rtp(1, 0, &[0xff; 160]);
+    a_old.send_to(&voice, allocation.leg_a).await.unwrap();
+    receive(&b).await;
+    // The NAT rebinds: A's packets now come from elsewhere. Refused while the old source is
+    // fresh…
+    a_new.send_to(&voice, allocation.leg_a).await.unwrap();
+    nothing_arrives(&b).await;
+    // …accepted once it has been silent for 300 ms; B's media follows A to its new address.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a_new.send_to(&voice, allocation.leg_a).await.unwrap();
+    receive(&b).await;
+    b.send_to(&voice, allocation.leg_b).await.unwrap();
+    receive(&a_new).await;
+    nothing_arrives(&a_old).await;
+    let stats = media.release(allocation.session).await.unwrap();
+    assert_eq!(stats.latched_a, Some(a_new.local_addr().unwrap()));
+}
