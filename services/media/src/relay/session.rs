@@ -186,12 +186,21 @@ impl LegState {
         }
     }
 
+    /// The SDP's address, unless it is a non-address: `c=0.0.0.0` (RFC 2543 hold) or port 0
+    /// (a declined stream). Sending there would reach this host (Linux treats 0.0.0.0 as
+    /// local), so such a leg has no remote until it sends.
+    fn sdp_remote(&self) -> Option<SocketAddr> {
+        self.options
+            .remote
+            .filter(|r| !r.ip().is_unspecified() && r.port() != 0)
+    }
+
     /// May `source` become this leg's latched source?
     fn admits(&self, source: SocketAddr) -> Result<(), DropReason> {
         if self.options.behind_nat {
             return Ok(());
         }
-        match self.options.remote {
+        match self.sdp_remote() {
             Some(remote) if remote.ip() == source.ip() => Ok(()),
             Some(_) => Err(DropReason::WrongSource),
             None => Err(DropReason::NoRemote),
@@ -203,7 +212,7 @@ impl LegState {
         if let Some(latch) = self.latched[kind_index(kind)] {
             return Some(latch.source);
         }
-        let mut remote = self.options.remote?;
+        let mut remote = self.sdp_remote()?;
         if kind == PacketKind::Rtcp {
             remote.set_port(remote.port().checked_add(1)?);
         }
@@ -589,6 +598,26 @@ mod tests {
             s.on_packet(t0, 30_000, addr("10.0.0.1:4000"), &rtp()),
             Verdict::Forward(_)
         ));
+    }
+
+    #[test]
+    fn an_sdp_on_hold_the_old_way_is_no_destination() {
+        let t0 = start();
+        let mut s = session(t0, known("10.0.0.1:4000"), known("0.0.0.0:5000"));
+        assert_eq!(
+            s.on_packet(t0, 30_000, addr("10.0.0.1:4000"), &rtp()),
+            Verdict::Drop(DropReason::PeerUnknown)
+        );
+        assert_eq!(s.playback_route(Leg::B), None);
+        s.update(t0, Leg::B, known("10.0.0.2:0"));
+        assert_eq!(
+            s.on_packet(t0, 30_000, addr("10.0.0.1:4000"), &rtp()),
+            Verdict::Drop(DropReason::PeerUnknown)
+        );
+        assert_eq!(
+            s.on_packet(t0, 30_002, addr("10.0.0.2:5000"), &rtp()),
+            Verdict::Drop(DropReason::NoRemote)
+        );
     }
 
     #[test]
