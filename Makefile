@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Where the shared corpora live (RFC 4475, PROTOS c07-sip, PJSIP seeds); read at run time.
 export CALANQUE_TESTDATA ?= $(abspath ../shared/testdata)
 
-.PHONY: help deps test test-unit lint lint-ci fmt deny sans-io bench bench-directory bench-register fuzz
+.PHONY: help deps run test test-unit lint lint-ci fmt deny sans-io bench bench-directory bench-register fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -34,6 +34,9 @@ deny: ## cargo-deny (installed from crates.io when missing)
 
 fmt: ## Format the tree
 	$(CARGO) fmt --all
+
+run: deps ## Start calanque all-in-one (SIP on 0.0.0.0:5060 UDP/TCP, data in ./data, a demo directory); RUN_ARGS for more flags
+	cargo run --release --locked -p calanque -- run $(RUN_ARGS)
 
 bench: deps ## Micro-benchmarks of the SIP core, the directory bench, the registration bench vs Kamailio (BENCHMARKS.md)
 	@scripts/bench.sh

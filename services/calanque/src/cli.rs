@@ -1,5 +1,5 @@
-//! The command tree (clap derive). `calanque <group> <command>`: today the `dir` group; the
-//! all-in-one `run` joins [`Command`] as a sibling.
+//! The command tree (clap derive). `calanque <group> <command>`: the `dir` group, and the
+//! all-in-one `run`.
 
 use std::path::PathBuf;
 
@@ -44,6 +44,31 @@ pub enum Command {
     /// Directory administration: users, sites, extensions, devices, bulk files.
     #[command(subcommand)]
     Dir(DirCommand),
+    /// Run calanque all-in-one: directory, SIP edge and call-control in this process, data on
+    /// disk, a demo directory on first start.
+    Run(RunArgs),
+}
+
+/// `calanque run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where the embedded store, the admin token and the demo credentials live.
+    #[arg(long, env = "CALANQUE_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// SIP listening addresses (`udp:IP:PORT`, `tcp:IP:PORT`), comma-separated or repeated.
+    #[arg(
+        long = "listen",
+        env = "CALANQUE_SIP_LISTEN",
+        value_delimiter = ',',
+        default_value = "udp:0.0.0.0:5060,tcp:0.0.0.0:5060"
+    )]
+    pub listen: Vec<String>,
+    /// The directory's REST API (admin CLI, `calanque dir …`).
+    #[arg(long, env = "CALANQUE_REST", default_value = "127.0.0.1:8080")]
+    pub rest: std::net::SocketAddr,
+    /// The SIP realm and domain of the demo PBX.
+    #[arg(long, env = "CALANQUE_REALM", default_value = "calanque")]
+    pub realm: String,
 }
 
 /// `calanque dir …`

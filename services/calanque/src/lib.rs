@@ -5,6 +5,7 @@
 //! A library so that argument parsing, output formatting and the client are tested without a
 //! process; `main.rs` only parses, runs and maps the error to an exit code.
 
+pub mod allinone;
 pub mod cli;
 pub mod client;
 pub mod dir;
@@ -16,5 +17,19 @@ pub use cli::{Cli, Command};
 pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Dir(dir) => dir::run(&cli.connection, dir, out).await,
+        Command::Run(args) => {
+            let listen = args
+                .listen
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = allinone::RunOptions {
+                data_dir: args.data_dir,
+                listen,
+                rest: args.rest,
+                realm: args.realm,
+            };
+            allinone::run(options, out).await
+        }
     }
 }

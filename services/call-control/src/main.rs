@@ -63,7 +63,16 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .context("starting call-control")?;
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     tracing::info!("call-control ready");
+    #[cfg(unix)]
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
     Ok(())
 }

@@ -17,17 +17,14 @@ use call_control::service::{CallControlConfig, start};
 use directory::model::{ClassOfService, Device, Entry, Extension, Route, Site, Trunk};
 use directory::storage::{encode, entry_key};
 use proto::v1;
-use sip_core::digest::{Algorithm, ClientSecret, answer, ha1};
-use sip_msg::typed::Challenge;
-use sip_msg::{HeaderName, Method, Request, Response, SipMessage, StatusCode, build_response};
+use sip_core::digest::{Algorithm, ha1};
+use sip_msg::{Method, StatusCode};
 use store::etcd::{EtcdConfig, EtcdStore};
 use store::{Op, Store};
+use test_phone::{Phone, SDP_ANSWER, SDP_OFFER};
 use testkit::etcd::EtcdServer;
-use tokio::net::UdpSocket;
 
 const REALM: &str = "calanque.test";
-const SDP_A: &str = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\n";
-const SDP_B: &str = "v=0\r\no=b 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\n";
 
 fn put(entry: Entry) -> Op {
     Op::Put {
@@ -114,164 +111,6 @@ async fn seed(store: &Arc<dyn Store>) {
     store.txn(vec![], ops).await.unwrap();
 }
 
-/// A phone: a UDP socket that registers and sends/answers requests by hand.
-struct Phone {
-    socket: UdpSocket,
-    local: SocketAddr,
-    edge: SocketAddr,
-    user: String,
-    password: String,
-    seq: u32,
-}
-
-impl Phone {
-    async fn new(i: usize, edge: SocketAddr) -> Phone {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let local = socket.local_addr().unwrap();
-        Phone {
-            socket,
-            local,
-            edge,
-            user: format!("user{i}"),
-            password: format!("pw{i}"),
-            seq: 0,
-        }
-    }
-
-    fn branch(&mut self) -> String {
-        self.seq += 1;
-        format!("z9hG4bK-{}-{}", self.user, self.seq)
-    }
-
-    async fn send(&self, bytes: &[u8]) {
-        self.socket.send_to(bytes, self.edge).await.unwrap();
-    }
-
-    async fn next(&self, wait: Duration) -> Option<SipMessage> {
-        let mut buf = vec![0u8; 65535];
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let (n, _) = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf))
-                .await
-                .ok()?
-                .ok()?;
-            if let Ok(message) = sip_msg::parse_datagram(&buf[..n]) {
-                return Some(message);
-            }
-        }
-    }
-
-    /// The next final (or, with `provisional`, any non-100) response.
-    async fn response(&self, provisional: bool) -> Response {
-        loop {
-            match self.next(Duration::from_secs(5)).await {
-                Some(SipMessage::Response(r))
-                    if r.status.as_u16() >= 200 || (provisional && r.status.as_u16() > 100) =>
-                {
-                    return r;
-                }
-                Some(_) => continue,
-                None => panic!("{}: no response", self.user),
-            }
-        }
-    }
-
-    async fn request(&self) -> Request {
-        loop {
-            match self.next(Duration::from_secs(5)).await {
-                Some(SipMessage::Request(r)) => return r,
-                Some(_) => continue,
-                None => panic!("{}: no request", self.user),
-            }
-        }
-    }
-
-    fn credentials(&self, challenge: &Response, uri: &str, method: &Method, proxy: bool) -> String {
-        let challenges: Vec<Challenge> = if proxy {
-            challenge.headers.proxy_authenticate().unwrap()
-        } else {
-            challenge.headers.www_authenticate().unwrap()
-        };
-        answer(
-            &challenges,
-            &self.user,
-            ClientSecret::Password(&self.password),
-            method,
-            uri,
-            "0a4f113b",
-            1,
-        )
-        .unwrap()
-        .to_string()
-    }
-
-    async fn register(&mut self) {
-        let mut auth = String::new();
-        for cseq in 1..=2 {
-            let branch = self.branch();
-            let text = format!(
-                "REGISTER sip:{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch};rport\r\n\
-                 Max-Forwards: 70\r\nFrom: <sip:{u}@{REALM}>;tag=r{u}\r\nTo: <sip:{u}@{REALM}>\r\n\
-                 Call-ID: reg-{u}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{u}@{}>\r\n{auth}\
-                 Expires: 600\r\nContent-Length: 0\r\n\r\n",
-                self.local,
-                self.local,
-                u = self.user
-            );
-            self.send(text.as_bytes()).await;
-            let response = self.response(false).await;
-            if response.status == StatusCode::OK {
-                return;
-            }
-            assert_eq!(response.status, StatusCode::UNAUTHORIZED);
-            auth = format!(
-                "Authorization: {}\r\n",
-                self.credentials(&response, &format!("sip:{REALM}"), &Method::Register, false)
-            );
-        }
-        panic!("{} did not register", self.user);
-    }
-
-    fn invite_text(&mut self, number: &str, cseq: u32, auth: &str, call_id: &str) -> String {
-        let branch = self.branch();
-        format!(
-            "INVITE sip:{number}@{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch};rport\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:{u}@{REALM}>;tag=c{u}\r\nTo: <sip:{number}@{REALM}>\r\n\
-             Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:{u}@{}>\r\n{auth}\
-             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP_A}",
-            self.local,
-            self.local,
-            SDP_A.len(),
-            u = self.user
-        )
-    }
-
-    /// Calls `number`: answers the 407 and returns the INVITE that was authorized.
-    async fn call(&mut self, number: &str, call_id: &str) -> String {
-        let first = self.invite_text(number, 1, "", call_id);
-        self.send(first.as_bytes()).await;
-        let challenge = self.response(false).await;
-        assert_eq!(
-            challenge.status,
-            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-            "{challenge:?}"
-        );
-        // ACK the 407 (same branch as the first INVITE: a non-2xx ACK).
-        let auth = format!(
-            "Proxy-Authorization: {}\r\n",
-            self.credentials(
-                &challenge,
-                &format!("sip:{number}@{REALM}"),
-                &Method::Invite,
-                true
-            )
-        );
-        let second = self.invite_text(number, 2, &auth, call_id);
-        self.send(second.as_bytes()).await;
-        second
-    }
-}
-
 struct Setup {
     _etcd: EtcdServer,
     edge: sip_edge::EdgeHandle,
@@ -317,29 +156,11 @@ fn edge_addr(setup: &Setup) -> SocketAddr {
     setup.edge.local_addr(&sip_msg::Transport::Udp).unwrap()
 }
 
-/// The in-dialog request a phone sends on the dialog of `response` (ACK, BYE).
-fn in_dialog(phone: &mut Phone, response: &Response, method: &str, cseq: u32) -> String {
-    let to = response.headers.get(&HeaderName::To).unwrap();
-    let from = response.headers.get(&HeaderName::From).unwrap();
-    let call_id = response.headers.call_id().unwrap();
-    let target = match response.headers.contacts().unwrap() {
-        Some(sip_msg::Contacts::List(list)) => list[0].uri.to_string(),
-        _ => panic!("no Contact in {response:?}"),
-    };
-    let branch = phone.branch();
-    format!(
-        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch};rport\r\n\
-         Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
-         CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
-        phone.local
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_between_two_phones_rings_connects_and_hangs_up() {
     let setup = setup().await;
-    let mut alice = Phone::new(1, edge_addr(&setup)).await;
-    let mut bob = Phone::new(2, edge_addr(&setup)).await;
+    let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
     alice.register().await;
     bob.register().await;
 
@@ -349,52 +170,43 @@ async fn a_call_between_two_phones_rings_connects_and_hangs_up() {
     assert_eq!(invite.method, Method::Invite);
     assert_eq!(
         invite.body.as_ref(),
-        SDP_A.as_bytes(),
+        SDP_OFFER.as_bytes(),
         "the offer reaches the callee"
     );
-    let ringing = build_response(&invite, StatusCode::RINGING, Some("bob1"));
-    bob.send(&ringing.to_bytes()).await;
+    bob.reply(&invite, StatusCode::RINGING, "bob1").await;
     let r = alice.response(true).await;
     assert_eq!(r.status, StatusCode::RINGING);
-    let mut ok = build_response(&invite, StatusCode::OK, Some("bob1"));
-    ok.headers
-        .push(HeaderName::Contact, format!("<sip:user2@{}>", bob.local));
-    ok.headers.push(HeaderName::ContentType, "application/sdp");
-    ok.headers
-        .set(HeaderName::ContentLength, SDP_B.len().to_string());
-    ok.body = bytes::Bytes::from_static(SDP_B.as_bytes());
-    bob.send(&ok.to_bytes()).await;
+    bob.reply(&invite, StatusCode::OK, "bob1").await;
     let answered = alice.response(false).await;
     assert_eq!(answered.status, StatusCode::OK);
     assert_eq!(
         answered.body.as_ref(),
-        SDP_B.as_bytes(),
+        SDP_ANSWER.as_bytes(),
         "the answer reaches the caller"
     );
     // Bob gets the ACK of his 200.
     let ack = bob.request().await;
     assert_eq!(ack.method, Method::Ack);
     // Alice ACKs, then hangs up; Bob gets the BYE.
-    let ack = in_dialog(&mut alice, &answered, "ACK", 2);
+    let ack = alice.in_dialog(&answered, "ACK", 2);
     alice.send(ack.as_bytes()).await;
-    let bye = in_dialog(&mut alice, &answered, "BYE", 3);
+    let bye = alice.in_dialog(&answered, "BYE", 3);
     alice.send(bye.as_bytes()).await;
     let bye_ok = alice.response(false).await;
     assert_eq!(bye_ok.status, StatusCode::OK);
     let bye = bob.request().await;
     assert_eq!(bye.method, Method::Bye);
     assert_eq!(bye.headers.call_id(), invite.headers.call_id());
-    bob.send(&build_response(&bye, StatusCode::OK, None).to_bytes())
-        .await;
+    bob.reply(&bye, StatusCode::OK, "bob1").await;
     setup.edge.drain().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_barred_and_unknown_numbers_get_their_answers() {
     let setup = setup().await;
-    let mut alice = Phone::new(1, edge_addr(&setup)).await;
-    let mut bob = Phone::new(2, edge_addr(&setup)).await;
-    let mut carol = Phone::new(3, edge_addr(&setup)).await;
+    let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
+    let mut carol = Phone::new("user3", "pw3", REALM, edge_addr(&setup)).await;
     alice.register().await;
     bob.register().await;
     carol.register().await;
@@ -402,8 +214,7 @@ async fn busy_barred_and_unknown_numbers_get_their_answers() {
     // Busy.
     alice.call("1002", "call-busy@alice").await;
     let invite = bob.request().await;
-    bob.send(&build_response(&invite, StatusCode::BUSY_HERE, Some("b")).to_bytes())
-        .await;
+    bob.reply(&invite, StatusCode::BUSY_HERE, "b").await;
     assert_eq!(alice.response(false).await.status, StatusCode::BUSY_HERE);
 
     // Unknown number.
@@ -432,9 +243,7 @@ async fn busy_barred_and_unknown_numbers_get_their_answers() {
     alice.call("1003", "call-carol@alice").await;
     let invite = carol.request().await;
     assert_eq!(invite.method, Method::Invite);
-    carol
-        .send(&build_response(&invite, StatusCode::DECLINE, Some("c")).to_bytes())
-        .await;
+    carol.reply(&invite, StatusCode::DECLINE, "c").await;
     assert_eq!(alice.response(false).await.status, StatusCode::DECLINE);
     setup.edge.drain().await;
 }

@@ -118,8 +118,10 @@ async fn main() -> anyhow::Result<()> {
     let edge = sip_edge::start(config, store, bus)
         .await
         .context("starting the edge")?;
+    // Handlers first, then "ready": a SIGTERM right after the ready line must drain, not kill.
+    let signal = shutdown_signal()?;
     tracing::info!("sip-edge ready");
-    wait_for_signal().await;
+    signal.await;
     tracing::info!("signal received: draining");
     edge.drain().await;
     Ok(())
@@ -181,24 +183,18 @@ fn config_from(args: &Args) -> anyhow::Result<EdgeConfig> {
     Ok(config)
 }
 
-async fn wait_for_signal() {
+/// Completes on SIGTERM or SIGINT; the handlers are installed when this returns.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }
