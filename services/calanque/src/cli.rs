@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// The SIP realm and domain of the demo PBX.
     #[arg(long, env = "CALANQUE_REALM", default_value = "calanque")]
     pub realm: String,
+    /// Networks exempt from flood bans (CIDR, comma-separated or repeated): phones behind one
+    /// NAT address, load generators.
+    #[arg(long = "trusted-network", env = "CALANQUE_TRUSTED_NETWORKS", value_delimiter = ',')]
+    pub trusted_networks: Vec<String>,
 }
 
 /// `calanque dir …`

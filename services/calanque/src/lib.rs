@@ -23,11 +23,20 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
                 .iter()
                 .map(|s| s.parse())
                 .collect::<Result<Vec<_>, _>>()?;
+            let trusted_networks = args
+                .trusted_networks
+                .iter()
+                .map(|s| {
+                    s.parse()
+                        .map_err(|e| anyhow::anyhow!("--trusted-network {s}: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let options = allinone::RunOptions {
                 data_dir: args.data_dir,
                 listen,
                 rest: args.rest,
                 realm: args.realm,
+                trusted_networks,
             };
             allinone::run(options, out).await
         }

@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub listen: Vec<ListenSpec>,
     pub rest: SocketAddr,
     pub realm: String,
+    /// Exempt from flood bans.
+    pub trusted_networks: Vec<ipnet::IpNet>,
 }
 
 /// Runs until SIGINT/SIGTERM, then drains and stops.
@@ -61,6 +63,7 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
     let mut edge_config =
         sip_edge::EdgeConfig::new("all-in-one", &options.realm, key32(&nonce_key)?);
     edge_config.listen = options.listen.clone();
+    edge_config.protection.trusted_networks = options.trusted_networks.clone();
     let edge = sip_edge::start(edge_config, store.clone(), bus.clone())
         .await
         .context("starting the SIP edge")?;
