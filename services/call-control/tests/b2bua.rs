@@ -376,3 +376,211 @@ fn refusals_and_unregistered_callees_are_answered_at_once() {
     );
     assert_eq!(responses(&out)[0].status, StatusCode::CALL_DOES_NOT_EXIST);
 }
+
+/// Sets up an answered call; returns the core, the callee leg's INVITE and the A-side 200.
+fn answered_call() -> (B2bua, Instant, Request, Response) {
+    let (mut b2bua, t0) = core();
+    let out = start_call(&mut b2bua, t0, vec![target(20)]);
+    let (call_ref, invite) = sends(&out).remove(0);
+    let out = b2bua.handle(
+        t0,
+        Input::Result {
+            call_ref,
+            response: Box::new(answer(&invite, StatusCode::OK, "bob", true)),
+        },
+    );
+    let ok = responses(&out).remove(0);
+    (b2bua, t0, invite, ok)
+}
+
+fn reinvite_from_caller(ok: &Response, cseq: u32, sdp: &str) -> Request {
+    let to = ok.headers.get(&HeaderName::To).unwrap();
+    parse_request(&format!(
+        "INVITE sip:cc@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-re{cseq}\r\n\
+         Max-Forwards: 70\r\nFrom: \"Alice\" <sip:1001@city.test>;tag=alice\r\nTo: {to}\r\n\
+         Call-ID: a-call@192.0.2.10\r\nCSeq: {cseq} INVITE\r\nContact: <sip:1001@192.0.2.10:5060>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    ))
+}
+
+fn in_dialog_from(edge: &str, handle: &str, request: Request) -> Input {
+    Input::InDialog {
+        edge_id: edge.into(),
+        handle: handle.into(),
+        request: Box::new(request),
+        flow: flow(edge, "203.0.113.5:5060"),
+    }
+}
+
+#[test]
+fn hold_and_resume_are_relayed_to_the_other_leg_and_glare_gets_491() {
+    let (mut b2bua, t0, _invite, ok) = answered_call();
+    let hold_sdp = SDP.replace(
+        "m=audio 4000 RTP/AVP 0\r\n",
+        "m=audio 4000 RTP/AVP 0\r\na=sendonly\r\n",
+    );
+    let out = b2bua.handle(
+        t0,
+        in_dialog_from("edge-a", "h-re1", reinvite_from_caller(&ok, 2, &hold_sdp)),
+    );
+    let (relay_ref, relayed) = sends(&out).remove(0);
+    assert_eq!(relayed.method, Method::Invite);
+    assert!(
+        relayed
+            .headers
+            .get(&HeaderName::To)
+            .unwrap()
+            .contains("tag=bob"),
+        "inside the callee's dialog"
+    );
+    assert_eq!(
+        relayed.body.as_ref(),
+        hold_sdp.as_bytes(),
+        "the hold offer reaches the callee"
+    );
+
+    // While it is pending, another re-INVITE (from either side) is refused: 491.
+    let out = b2bua.handle(
+        t0,
+        in_dialog_from("edge-a", "h-re2", reinvite_from_caller(&ok, 3, &hold_sdp)),
+    );
+    assert_eq!(responses(&out)[0].status.as_u16(), 491);
+
+    // The callee accepts (recvonly); the caller gets the answer on its transaction, the callee
+    // its ACK.
+    let recvonly = SDP.replace(
+        "m=audio 4000 RTP/AVP 0\r\n",
+        "m=audio 4000 RTP/AVP 0\r\na=recvonly\r\n",
+    );
+    let mut callee_ok = build_response(&relayed, StatusCode::OK, None);
+    callee_ok
+        .headers
+        .push(HeaderName::ContentType, "application/sdp");
+    callee_ok
+        .headers
+        .set(HeaderName::ContentLength, recvonly.len().to_string());
+    callee_ok.body = bytes::Bytes::from(recvonly.clone());
+    let out = b2bua.handle(
+        t0,
+        Input::Result {
+            call_ref: relay_ref,
+            response: Box::new(callee_ok),
+        },
+    );
+    let to_caller = responses(&out).remove(0);
+    assert_eq!(to_caller.status, StatusCode::OK);
+    assert_eq!(to_caller.body.as_ref(), recvonly.as_bytes());
+    assert_eq!(
+        to_caller.headers.cseq().unwrap().unwrap().seq,
+        2,
+        "answers the caller's re-INVITE"
+    );
+    let ack = sends(&out).remove(0).1;
+    assert_eq!(ack.method, Method::Ack);
+    assert_eq!(
+        ack.headers.cseq().unwrap().unwrap().seq,
+        relayed.headers.cseq().unwrap().unwrap().seq
+    );
+
+    // Resume goes through the same way now that nothing is pending.
+    let out = b2bua.handle(
+        t0,
+        in_dialog_from("edge-a", "h-re3", reinvite_from_caller(&ok, 4, SDP)),
+    );
+    assert_eq!(sends(&out).remove(0).1.method, Method::Invite);
+}
+
+#[test]
+fn bad_offers_are_refused_with_a_warning_and_leave_no_call_behind() {
+    let (mut b2bua, t0) = core();
+    let cases = [
+        ("application/sdp", "v=0\r\nthis is not sdp\r\n", 400),
+        ("text/plain", "hello", 415),
+        (
+            "application/sdp",
+            "v=0\r\no=a 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n",
+            488,
+        ),
+    ];
+    for (content_type, body, status) in cases {
+        let mut invite = caller_invite();
+        invite.headers.set(HeaderName::ContentType, content_type);
+        invite
+            .headers
+            .set(HeaderName::ContentLength, body.len().to_string());
+        invite.body = bytes::Bytes::from(body.to_owned());
+        let out = b2bua.handle(
+            t0,
+            Input::Invite {
+                edge_id: "edge-a".into(),
+                handle: "h1".into(),
+                request: Box::new(invite),
+                flow: flow("edge-a", "203.0.113.5:5060"),
+                targets: Ok(vec![target(20)]),
+            },
+        );
+        let r = responses(&out).remove(0);
+        assert_eq!(r.status.as_u16(), status, "{content_type} {body:?}");
+        assert!(
+            r.headers.get(&HeaderName::Warning).is_some(),
+            "a Warning says why"
+        );
+        assert!(sends(&out).is_empty(), "nothing rings");
+    }
+    assert_eq!(b2bua.live_calls(), 0);
+}
+
+#[test]
+fn a_late_offer_is_completed_by_the_callers_ack() {
+    let (mut b2bua, t0) = core();
+    let mut invite = caller_invite();
+    invite.headers.remove(&HeaderName::ContentType);
+    invite.headers.set(HeaderName::ContentLength, "0");
+    invite.body = bytes::Bytes::new();
+    let out = b2bua.handle(
+        t0,
+        Input::Invite {
+            edge_id: "edge-a".into(),
+            handle: "h1".into(),
+            request: Box::new(invite),
+            flow: flow("edge-a", "203.0.113.5:5060"),
+            targets: Ok(vec![target(20)]),
+        },
+    );
+    let (call_ref, b_invite) = sends(&out).remove(0);
+    assert!(b_invite.body.is_empty(), "the callee gets no offer either");
+    let out = b2bua.handle(
+        t0,
+        Input::Result {
+            call_ref,
+            response: Box::new(answer(&b_invite, StatusCode::OK, "bob", true)),
+        },
+    );
+    assert_eq!(
+        responses(&out)[0].body.as_ref(),
+        SDP.as_bytes(),
+        "the callee's offer reaches the caller"
+    );
+    assert!(
+        sends(&out).is_empty(),
+        "no ACK to the callee before the caller's answer"
+    );
+    let ok = responses(&out).remove(0);
+    let to = ok.headers.get(&HeaderName::To).unwrap();
+    let ack = parse_request(&format!(
+        "ACK sip:cc@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-ack\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:1001@city.test>;tag=alice\r\nTo: {to}\r\n\
+         Call-ID: a-call@192.0.2.10\r\nCSeq: 1 ACK\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    ));
+    let out = b2bua.handle(t0, in_dialog_from("edge-a", "", ack));
+    let (_, b_ack) = sends(&out).remove(0);
+    assert_eq!(b_ack.method, Method::Ack);
+    assert_eq!(
+        b_ack.body.as_ref(),
+        SDP.as_bytes(),
+        "the caller's answer reaches the callee"
+    );
+}

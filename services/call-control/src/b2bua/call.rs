@@ -81,6 +81,8 @@ pub(super) struct Call {
     pub(super) legs: Vec<Leg>,
     pub(super) phase: Phase,
     pub(super) winner: Option<usize>,
+    /// The callee's 2xx was ACKed (immediately, or after the caller's ACK for a late offer).
+    pub(super) acked_b: bool,
     pub(super) ring_deadline: Option<Instant>,
     pub(super) started: Instant,
     pub(super) answered_at: Option<Instant>,
@@ -118,6 +120,7 @@ impl Call {
             legs: Vec::new(),
             phase: Phase::Ringing,
             winner: None,
+            acked_b: false,
             ring_deadline: None,
             started: now,
             answered_at: None,

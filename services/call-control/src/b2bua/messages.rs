@@ -145,14 +145,39 @@ pub(super) fn in_dialog_b(
     request
 }
 
-/// A BYE to the caller: its dialog seen from our side (From = its To with our tag).
-pub(super) fn bye_to_caller(call: &Call, cseq: u32, instance: &str, branch: &str) -> Request {
+/// Sets a request's body and its Content-Type/Content-Length.
+pub(super) fn set_body(request: &mut Request, content_type: &str, body: Bytes) {
+    request.headers.set(HeaderName::ContentType, content_type);
+    request
+        .headers
+        .set(HeaderName::ContentLength, body.len().to_string());
+    request.body = body;
+}
+
+/// Sets a response's body and its Content-Type/Content-Length.
+pub(super) fn set_response_body(response: &mut Response, content_type: &str, body: Bytes) {
+    response.headers.set(HeaderName::ContentType, content_type);
+    response
+        .headers
+        .set(HeaderName::ContentLength, body.len().to_string());
+    response.body = body;
+}
+
+/// A request to the caller inside its dialog, seen from our side (From = its To with our tag):
+/// BYE, a relayed re-INVITE, the ACK of that re-INVITE's 2xx.
+pub(super) fn to_caller(
+    call: &Call,
+    method: Method,
+    cseq: u32,
+    instance: &str,
+    branch: &str,
+) -> Request {
     let a = &call.a_request;
     let uri = match a.headers.contacts().ok().flatten() {
         Some(sip_msg::Contacts::List(list)) if !list.is_empty() => list[0].uri.clone(),
         _ => a.uri.clone(),
     };
-    let mut bye = Request::new(Method::Bye, uri);
+    let mut bye = Request::new(method.clone(), uri);
     let h = &mut bye.headers;
     h.push(HeaderName::Via, placeholder_via(instance, branch));
     h.push(HeaderName::MaxForwards, "70");
@@ -168,7 +193,7 @@ pub(super) fn bye_to_caller(call: &Call, cseq: u32, instance: &str, branch: &str
         h.push(HeaderName::To, to);
     }
     h.push(HeaderName::CallId, call.a_call_id.as_str());
-    h.push(HeaderName::CSeq, format!("{cseq} BYE"));
+    h.push(HeaderName::CSeq, format!("{cseq} {method}"));
     h.push(HeaderName::ContentLength, "0");
     bye
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use proto::v1::Flow;
 use sip_core::IdGenerator;
-use sip_msg::{Method, Request, Response, StatusCode};
+use sip_msg::{HeaderName, Method, Request, Response, StatusCode};
 
 use call::{Call, LegState, Phase};
 
@@ -100,6 +100,20 @@ pub struct CallRecord {
     pub status: u16,
 }
 
+/// A re-INVITE (hold, resume, codec change) relayed to the other leg: where its answer goes.
+#[derive(Debug, Clone)]
+struct Reinvite {
+    call: u64,
+    /// The re-INVITE as the sender sent it, to answer it.
+    request: Request,
+    edge_id: String,
+    handle: String,
+    /// The leg the copy went to: a callee leg, or None for the caller.
+    towards: Option<usize>,
+    /// CSeq of the copy (its ACK reuses it).
+    cseq: u32,
+}
+
 /// Settings of the core.
 #[derive(Debug, Clone)]
 pub struct B2buaConfig {
@@ -120,6 +134,8 @@ pub struct B2bua {
     by_call_id: HashMap<String, u64>,
     /// call_ref of a sent request → call and leg (None: the A leg).
     by_ref: HashMap<String, (u64, Option<usize>)>,
+    /// re-INVITEs relayed from one leg to the other, by the call_ref of the relayed copy.
+    reinvites: HashMap<String, Reinvite>,
     next_call: u64,
     next_ref: u64,
 }
@@ -133,6 +149,7 @@ impl B2bua {
             calls: HashMap::new(),
             by_call_id: HashMap::new(),
             by_ref: HashMap::new(),
+            reinvites: HashMap::new(),
             next_call: 1,
             next_ref: 1,
         }
@@ -194,7 +211,21 @@ impl B2bua {
         let id = self.next_call;
         self.next_call += 1;
         let a_tag = self.ids.tag();
+        let offer_error = sdp_error(&request);
         let mut call = Call::new(id, edge_id, handle, request, flow, a_tag, now);
+        if let Some((status, warning)) = offer_error {
+            // A malformed or unusable offer: refused before anything rings (RFC 3261 §21.4.26).
+            let mut response = call.a_response(status, None, None);
+            response.headers.push(HeaderName::Warning, warning);
+            out.push(call.respond_a(response));
+            out.push(Action::Ended(call.record(
+                self.start,
+                now,
+                "refused",
+                status.as_u16(),
+            )));
+            return;
+        }
         let targets = match targets {
             Ok(targets) if !targets.is_empty() => targets,
             Ok(_) => {
@@ -262,6 +293,10 @@ impl B2bua {
         response: Response,
         out: &mut Vec<Action>,
     ) {
+        if self.reinvites.contains_key(call_ref) {
+            self.on_reinvite_result(call_ref, response, out);
+            return;
+        }
         let Some(&(id, Some(index))) = self.by_ref.get(call_ref) else {
             return; // a result for the A side (BYE to the caller) or a forgotten call
         };
@@ -308,9 +343,15 @@ impl B2bua {
                 let body = messages::body_of(&response);
                 let a = call.a_response(StatusCode::OK, body, None);
                 out.push(call.respond_a(a));
-                // The B leg is ACKed now: the caller's ACK carries nothing the callee needs
-                // (the offer was in the INVITE).
-                out.extend(self.leg_request(id, index, Method::Ack));
+                let late_offer = call.a_request.body.is_empty();
+                call.acked_b = !late_offer;
+                if !late_offer {
+                    // The B leg is ACKed now: the caller's ACK carries nothing the callee needs
+                    // (the offer was in the INVITE).
+                    out.extend(self.leg_request(id, index, Method::Ack));
+                }
+                // Late offer: the callee's 200 carried the offer, the caller's ACK carries the
+                // answer; the callee is ACKed when that ACK arrives.
                 out.extend(self.cancel_others(id, Some(index)));
             }
             _ => {
@@ -379,7 +420,33 @@ impl B2bua {
                 }
                 self.forget(id);
             }
-            Method::Ack => {} // B was ACKed when it answered
+            Method::Ack if from_caller => {
+                // Late offer: the caller's ACK carries the answer the callee waits for.
+                let waiting = call.a_request.body.is_empty() && !call.acked_b;
+                if let (true, Some(winner)) = (waiting, call.winner) {
+                    call.acked_b = true;
+                    let body = (!request.body.is_empty()).then(|| {
+                        let content_type = request
+                            .headers
+                            .get(&HeaderName::ContentType)
+                            .unwrap_or("application/sdp")
+                            .to_owned();
+                        (content_type, request.body.clone())
+                    });
+                    if let Some(mut ack) = self.leg_request(id, winner, Method::Ack) {
+                        if let (Action::Send { request, .. }, Some((content_type, body))) =
+                            (&mut ack, body)
+                        {
+                            messages::set_body(request, &content_type, body);
+                        }
+                        out.push(ack);
+                    }
+                }
+            }
+            Method::Ack => {} // an ACK for a relayed re-INVITE was sent when its 2xx came
+            Method::Invite => {
+                self.on_reinvite(id, from_caller, edge_id, handle, request, out);
+            }
             Method::Bye => {
                 if !handle.is_empty() {
                     let ok = sip_msg::build_response(&request, StatusCode::OK, None);
@@ -414,6 +481,172 @@ impl B2bua {
                 }
             }
         }
+    }
+
+    /// Relays a re-INVITE to the other leg; answers 491 while one is already in progress
+    /// (RFC 3261 §14.2 glare), 400 for a malformed offer.
+    fn on_reinvite(
+        &mut self,
+        id: u64,
+        from_caller: bool,
+        edge_id: String,
+        handle: String,
+        request: Request,
+        out: &mut Vec<Action>,
+    ) {
+        let respond = |status: StatusCode, warning: Option<String>| {
+            let mut response = sip_msg::build_response(&request, status, None);
+            if let Some(warning) = warning {
+                response.headers.push(HeaderName::Warning, warning);
+            }
+            Action::Respond {
+                edge_id: edge_id.clone(),
+                handle: handle.clone(),
+                response: Box::new(response),
+            }
+        };
+        let pending = self.reinvites.values().any(|r| r.call == id);
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(winner) = call.winner else {
+            out.push(respond(
+                StatusCode::new(491).unwrap_or(StatusCode::BUSY_HERE),
+                None,
+            ));
+            return;
+        };
+        if pending {
+            out.push(respond(
+                StatusCode::new(491).unwrap_or(StatusCode::BUSY_HERE),
+                None,
+            ));
+            return;
+        }
+        if let Some((status, warning)) = sdp_error(&request) {
+            out.push(respond(status, Some(warning)));
+            return;
+        }
+        let towards = if from_caller { Some(winner) } else { None };
+        let call_ref = self.new_ref(id, towards);
+        let branch = self.ids.branch();
+        let instance = self.config.instance.clone();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let (mut copy, cseq, flow) = match towards {
+            Some(index) => {
+                let leg = &mut call.legs[index];
+                let cseq = leg.next_cseq();
+                let copy = messages::in_dialog_b(leg, Method::Invite, cseq, &instance, &branch);
+                (copy, cseq, leg.target.flow.clone())
+            }
+            None => {
+                let cseq = call.next_a_cseq();
+                let copy = messages::to_caller(call, Method::Invite, cseq, &instance, &branch);
+                (copy, cseq, call.a_flow.clone())
+            }
+        };
+        let contact_flow = if from_caller {
+            call.legs[winner].target.flow.clone()
+        } else {
+            call.a_flow.clone()
+        };
+        copy.headers
+            .push(HeaderName::Contact, messages::edge_contact(&contact_flow));
+        if !request.body.is_empty() {
+            let content_type = request
+                .headers
+                .get(&HeaderName::ContentType)
+                .unwrap_or("application/sdp")
+                .to_owned();
+            messages::set_body(&mut copy, &content_type, request.body.clone());
+        }
+        self.reinvites.insert(
+            call_ref.clone(),
+            Reinvite {
+                call: id,
+                request,
+                edge_id,
+                handle,
+                towards,
+                cseq,
+            },
+        );
+        out.push(Action::Send {
+            call_ref,
+            request: Box::new(copy),
+            flow,
+        });
+    }
+
+    /// The other leg answered a relayed re-INVITE: pass the answer back; ACK a 2xx.
+    fn on_reinvite_result(&mut self, call_ref: &str, response: Response, out: &mut Vec<Action>) {
+        let status = response.status.as_u16();
+        if status < 101 {
+            return;
+        }
+        let Some(reinvite) = self.reinvites.get(call_ref).cloned() else {
+            return;
+        };
+        let mut answer = sip_msg::build_response(&reinvite.request, response.status, None);
+        answer.reason = response.reason.clone();
+        if let Some(call) = self.calls.get(&reinvite.call) {
+            let flow = match reinvite.towards {
+                // The answer goes to the caller if the callee re-INVITEd, and vice versa.
+                Some(_) => &call.a_flow,
+                None => call
+                    .winner
+                    .and_then(|w| call.legs.get(w))
+                    .map(|l| &l.target.flow)
+                    .unwrap_or(&call.a_flow),
+            };
+            if (200..300).contains(&status) {
+                answer
+                    .headers
+                    .push(HeaderName::Contact, messages::edge_contact(flow));
+            }
+        }
+        if let Some((content_type, body)) = messages::body_of(&response) {
+            messages::set_response_body(&mut answer, &content_type, body);
+        }
+        out.push(Action::Respond {
+            edge_id: reinvite.edge_id.clone(),
+            handle: reinvite.handle.clone(),
+            response: Box::new(answer),
+        });
+        if status < 200 {
+            return;
+        }
+        self.reinvites.remove(call_ref);
+        if status >= 300 {
+            return; // the edge's transaction ACKs a non-2xx itself
+        }
+        // ACK the 2xx on the leg we re-INVITEd.
+        let branch = self.ids.branch();
+        let instance = self.config.instance.clone();
+        let ack_ref = self.new_ref(reinvite.call, reinvite.towards);
+        let Some(call) = self.calls.get_mut(&reinvite.call) else {
+            return;
+        };
+        let (ack, flow) = match reinvite.towards {
+            Some(index) => {
+                let leg = &call.legs[index];
+                (
+                    messages::in_dialog_b(leg, Method::Ack, reinvite.cseq, &instance, &branch),
+                    leg.target.flow.clone(),
+                )
+            }
+            None => (
+                messages::to_caller(call, Method::Ack, reinvite.cseq, &instance, &branch),
+                call.a_flow.clone(),
+            ),
+        };
+        out.push(Action::Send {
+            call_ref: ack_ref,
+            request: Box::new(ack),
+            flow,
+        });
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -484,7 +717,7 @@ impl B2bua {
         let branch = self.ids.branch();
         let call = self.calls.get_mut(&id)?;
         let cseq = call.next_a_cseq();
-        let request = messages::bye_to_caller(call, cseq, &self.config.instance, &branch);
+        let request = messages::to_caller(call, Method::Bye, cseq, &self.config.instance, &branch);
         Some(Action::Send {
             call_ref,
             request: Box::new(request),
@@ -499,6 +732,41 @@ impl B2bua {
                 self.by_call_id.remove(&leg.call_id);
             }
             self.by_ref.retain(|_, (c, _)| *c != id);
+            self.reinvites.retain(|_, r| r.call != id);
+        }
+    }
+}
+
+/// Why a request's SDP offer cannot be used: 400 for what does not parse, 488 for what we
+/// cannot take (RFC 3261 §21.4.26), with a Warning (§20.43). No body is no offer (late offer).
+fn sdp_error(request: &Request) -> Option<(StatusCode, String)> {
+    if request.body.is_empty() {
+        return None;
+    }
+    let content_type = request
+        .headers
+        .get(&HeaderName::ContentType)
+        .unwrap_or("application/sdp");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/sdp")
+    {
+        return Some((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "399 calanque \"only application/sdp bodies\"".to_owned(),
+        ));
+    }
+    match sdp::parse(&request.body) {
+        Ok(description) if description.media.iter().any(|m| m.port != 0) => None,
+        Ok(_) => Some((
+            StatusCode::NOT_ACCEPTABLE_HERE,
+            "304 calanque \"no usable media stream\"".to_owned(),
+        )),
+        Err(e) => {
+            let status =
+                StatusCode::new(e.rejection().status_code()).unwrap_or(StatusCode::BAD_REQUEST);
+            let text = e.to_string().replace('"', "'");
+            Some((status, format!("{} calanque \"{text}\"", e.warning_code())))
         }
     }
 }
