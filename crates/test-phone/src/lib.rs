@@ -5,6 +5,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod directory;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -14,102 +14,13 @@ use std::time::Duration;
 use bus::Bus;
 use bus::in_process::InProcessBus;
 use call_control::service::{CallControlConfig, start};
-use directory::model::{ClassOfService, Device, Entry, Extension, Route, Site, Trunk};
-use directory::storage::{encode, entry_key};
-use proto::v1;
-use sip_core::digest::{Algorithm, ha1};
 use sip_msg::{Method, StatusCode};
 use store::etcd::{EtcdConfig, EtcdStore};
-use store::{Op, Store};
+use store::Store;
 use test_phone::{Phone, SDP_ANSWER, SDP_OFFER};
 use testkit::etcd::EtcdServer;
 
 const REALM: &str = "calanque.test";
-
-fn put(entry: Entry) -> Op {
-    Op::Put {
-        key: entry_key(&entry.key()),
-        value: encode(&entry),
-        lease: None,
-    }
-}
-
-/// One site (1000–1999), extensions 1001–1003 on devices user1–user3, 1003 internal-only, and
-/// a national route to a carrier trunk.
-async fn seed(store: &Arc<dyn Store>) {
-    let site = Site::try_from(v1::Site {
-        id: "S-1".into(),
-        name: "Town hall".into(),
-        number_ranges: vec![v1::NumberRange {
-            first: "1000".into(),
-            last: "1999".into(),
-        }],
-        media_policy: v1::MediaPolicy::Direct as i32,
-        ..Default::default()
-    })
-    .unwrap();
-    let mut ops = vec![put(Entry::Site(site))];
-    for (name, allowed) in [
-        ("internal", vec![v1::CallCategory::Internal]),
-        (
-            "national",
-            vec![v1::CallCategory::Internal, v1::CallCategory::National],
-        ),
-    ] {
-        let cos = ClassOfService::try_from(v1::ClassOfService {
-            name: name.into(),
-            allowed: allowed.into_iter().map(|c| c as i32).collect(),
-        })
-        .unwrap();
-        ops.push(put(Entry::ClassOfService(cos)));
-    }
-    for i in 1..=3 {
-        let user = format!("user{i}");
-        let pw = format!("pw{i}");
-        let device = Device::try_from(v1::Device {
-            id: format!("D-{i}"),
-            sip_username: user.clone(),
-            site_id: "S-1".into(),
-            realm: REALM.into(),
-            ha1_md5: ha1(Algorithm::Md5, &user, REALM, &pw).as_hex().into(),
-            ha1_sha256: ha1(Algorithm::Sha256, &user, REALM, &pw).as_hex().into(),
-            transport: 0,
-        })
-        .unwrap();
-        ops.push(put(Entry::Device(device)));
-        let extension = Extension::try_from(v1::Extension {
-            number: format!("100{i}"),
-            site_id: "S-1".into(),
-            display_name: format!("Phone {i}"),
-            class_of_service: if i == 3 { "internal" } else { "national" }.into(),
-            user_id: String::new(),
-            device_ids: vec![format!("D-{i}")],
-        })
-        .unwrap();
-        ops.push(put(Entry::Extension(extension)));
-    }
-    // A carrier trunk and a national route (0 + 9 digits) to it.
-    let trunk = Trunk::try_from(v1::Trunk {
-        name: "carrier".into(),
-        kind: v1::TrunkKind::Carrier as i32,
-        address: "192.0.2.50:5060".into(),
-        transport: v1::Transport::Udp as i32,
-        ..Default::default()
-    })
-    .unwrap();
-    ops.push(put(Entry::Trunk(trunk)));
-    let route = Route::try_from(v1::Route {
-        id: "national".into(),
-        pattern: "0ZXXXXXXXX".into(),
-        target: Some(v1::route::Target::Trunk("carrier".into())),
-        priority: 10,
-        category: v1::CallCategory::National as i32,
-        ..Default::default()
-    })
-    .unwrap();
-    ops.push(put(Entry::Route(route)));
-    store.txn(vec![], ops).await.unwrap();
-}
 
 struct Setup {
     _etcd: EtcdServer,
@@ -127,7 +38,7 @@ async fn setup() -> Setup {
             .await
             .unwrap(),
     );
-    seed(&store).await;
+    test_phone::directory::seed_small_city(&store, REALM).await;
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
     let mut config = sip_edge::EdgeConfig::new("edge-1", REALM, [9; 32]);
     config.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];

@@ -1,0 +1,97 @@
+//! A small directory for call tests, written straight into the store's directory keys: one
+//! site (1000–1999), extensions 1001–1003 on devices `user1`–`user3` (passwords `pw1`–`pw3`),
+//! 1003 limited to internal calls, and a national route (0 + 9 digits) to a carrier trunk.
+
+use std::sync::Arc;
+
+use directory::model::{ClassOfService, Device, Entry, Extension, Route, Site, Trunk};
+use directory::storage::{encode, entry_key};
+use proto::v1;
+use sip_core::digest::{Algorithm, ha1};
+use store::{Op, Store};
+
+fn put(entry: Entry) -> Op {
+    Op::Put {
+        key: entry_key(&entry.key()),
+        value: encode(&entry),
+        lease: None,
+    }
+}
+
+/// One site (1000–1999), extensions 1001–1003 on devices user1–user3, 1003 internal-only, and
+/// a national route to a carrier trunk.
+pub async fn seed_small_city(store: &Arc<dyn Store>, realm: &str) {
+    let site = Site::try_from(v1::Site {
+        id: "S-1".into(),
+        name: "Town hall".into(),
+        number_ranges: vec![v1::NumberRange {
+            first: "1000".into(),
+            last: "1999".into(),
+        }],
+        media_policy: v1::MediaPolicy::Direct as i32,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut ops = vec![put(Entry::Site(site))];
+    for (name, allowed) in [
+        ("internal", vec![v1::CallCategory::Internal]),
+        (
+            "national",
+            vec![v1::CallCategory::Internal, v1::CallCategory::National],
+        ),
+    ] {
+        let cos = ClassOfService::try_from(v1::ClassOfService {
+            name: name.into(),
+            allowed: allowed.into_iter().map(|c| c as i32).collect(),
+        })
+        .unwrap();
+        ops.push(put(Entry::ClassOfService(cos)));
+    }
+    for i in 1..=3 {
+        let user = format!("user{i}");
+        let pw = format!("pw{i}");
+        let device = Device::try_from(v1::Device {
+            id: format!("D-{i}"),
+            sip_username: user.clone(),
+            site_id: "S-1".into(),
+            realm: realm.into(),
+            ha1_md5: ha1(Algorithm::Md5, &user, realm, &pw).as_hex().into(),
+            ha1_sha256: ha1(Algorithm::Sha256, &user, realm, &pw).as_hex().into(),
+            transport: 0,
+        })
+        .unwrap();
+        ops.push(put(Entry::Device(device)));
+        let extension = Extension::try_from(v1::Extension {
+            number: format!("100{i}"),
+            site_id: "S-1".into(),
+            display_name: format!("Phone {i}"),
+            class_of_service: if i == 3 { "internal" } else { "national" }.into(),
+            user_id: String::new(),
+            device_ids: vec![format!("D-{i}")],
+        })
+        .unwrap();
+        ops.push(put(Entry::Extension(extension)));
+    }
+    // A carrier trunk and a national route (0 + 9 digits) to it.
+    let trunk = Trunk::try_from(v1::Trunk {
+        name: "carrier".into(),
+        kind: v1::TrunkKind::Carrier as i32,
+        address: "192.0.2.50:5060".into(),
+        transport: v1::Transport::Udp as i32,
+        ..Default::default()
+    })
+    .unwrap();
+    ops.push(put(Entry::Trunk(trunk)));
+    let route = Route::try_from(v1::Route {
+        id: "national".into(),
+        pattern: "0ZXXXXXXXX".into(),
+        target: Some(v1::route::Target::Trunk("carrier".into())),
+        priority: 10,
+        category: v1::CallCategory::National as i32,
+        ..Default::default()
+    })
+    .unwrap();
+    ops.push(put(Entry::Route(route)));
+    store.txn(vec![], ops).await.unwrap();
+}
+
