@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "calanque/v1/directory.proto",
         "calanque/v1/bus.proto",
         "calanque/v1/edge.proto",
+        "calanque/v1/media.proto",
     ]
     .map(|f| root.join(f));
     for file in &files {

@@ -62,6 +62,25 @@ pub fn edge_send(edge_id: &str) -> String {
     format!("{PREFIX}.edge.{edge_id}.send")
 }
 
+/// `calanque.v1.media.allocate`: [`crate::v1::MediaRequest`] with `allocate`, answered with a
+/// [`crate::v1::MediaReply`] by one member of the media relays' queue group
+/// [`MEDIA_QUEUE_GROUP`]. The allocation names the replica (`media_id`) that owns the session.
+pub const MEDIA_ALLOCATE: &str = "calanque.v1.media.allocate";
+
+/// Queue group of the media relay replicas (they share allocations).
+pub const MEDIA_QUEUE_GROUP: &str = "media";
+
+/// `calanque.v1.media.<media-id>.control`: [`crate::v1::MediaRequest`] (update, release, stats,
+/// play, stop_playback) for the sessions of that replica, answered with a
+/// [`crate::v1::MediaReply`].
+pub fn media_control(media_id: &str) -> String {
+    format!("{PREFIX}.media.{media_id}.control")
+}
+
+/// `calanque.v1.media.events`: [`crate::v1::MediaEvent`] (dead media), published by the media
+/// relays for call-control.
+pub const MEDIA_EVENTS: &str = "calanque.v1.media.events";
+
 /// Full protobuf type names, the values of [`TYPE_HEADER`].
 pub mod types {
     /// [`crate::v1::DirectoryChange`].
@@ -84,6 +103,12 @@ pub mod types {
     pub const EDGE_SEND: &str = "calanque.v1.EdgeSend";
     /// [`crate::v1::EdgeSendResult`].
     pub const EDGE_SEND_RESULT: &str = "calanque.v1.EdgeSendResult";
+    /// [`crate::v1::MediaRequest`].
+    pub const MEDIA_REQUEST: &str = "calanque.v1.MediaRequest";
+    /// [`crate::v1::MediaReply`].
+    pub const MEDIA_REPLY: &str = "calanque.v1.MediaReply";
+    /// [`crate::v1::MediaEvent`].
+    pub const MEDIA_EVENT: &str = "calanque.v1.MediaEvent";
 }
 
 /// Every entry kind that has a subject token, in the proto's order.
@@ -159,6 +184,9 @@ mod tests {
             edge_responses("edge-1"),
             edge_deliver("edge-1"),
             edge_send("edge-1"),
+            MEDIA_ALLOCATE.to_owned(),
+            media_control("media-1"),
+            MEDIA_EVENTS.to_owned(),
         ];
         subjects.extend(ENTRY_KINDS.iter().filter_map(|k| directory_changed(*k)));
         subjects
@@ -167,7 +195,7 @@ mod tests {
     #[test]
     fn every_publish_subject_is_a_valid_versioned_nats_subject() {
         let subjects = all_subjects();
-        assert_eq!(subjects.len(), 6 + ENTRY_KINDS.len());
+        assert_eq!(subjects.len(), 9 + ENTRY_KINDS.len());
         for subject in subjects {
             assert!(is_valid_subject(&subject, false), "{subject}");
             assert!(subject.starts_with("calanque.v1."), "{subject}");
@@ -228,5 +256,19 @@ mod tests {
             types::EDGE_SEND_RESULT,
             crate::v1::EdgeSendResult::full_name()
         );
+        assert_eq!(types::MEDIA_REQUEST, crate::v1::MediaRequest::full_name());
+        assert_eq!(types::MEDIA_REPLY, crate::v1::MediaReply::full_name());
+        assert_eq!(types::MEDIA_EVENT, crate::v1::MediaEvent::full_name());
+    }
+
+    #[test]
+    fn media_subjects_are_distinct_and_the_control_subject_names_its_replica() {
+        assert_ne!(MEDIA_ALLOCATE, MEDIA_EVENTS);
+        assert!(!MEDIA_QUEUE_GROUP.is_empty() && !MEDIA_QUEUE_GROUP.contains(char::is_whitespace));
+        let control = media_control("media-7");
+        assert_eq!(control, "calanque.v1.media.media-7.control");
+        assert_ne!(control, media_control("media-8"));
+        // A replica's control subject is caught by neither shared subject.
+        assert!(control != MEDIA_ALLOCATE && control != MEDIA_EVENTS);
     }
 }

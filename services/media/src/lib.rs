@@ -9,15 +9,18 @@
 //! ```
 //!
 //! Files: `relay/` (the sans-IO core: sessions, latching, RTP checks, port pairs), `service`
-//! (one tokio task per session, the control API), `tone` (G.711, tone and file generators),
-//! `config`, `clock`.
+//! (one tokio task per session, the control API), `bus` (the control API over the bus:
+//! [`bus::serve`] on the relay's side, [`bus::MediaClient`] on call-control's), `tone` (G.711,
+//! tone and file generators), `config`, `clock`.
 
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod relay;
 pub mod service;
 pub mod tone;
 
+pub use bus::{MediaClient, RemoteAllocation};
 pub use config::MediaConfig;
 pub use service::{
     AllocateRequest, Allocation, MediaControl, MediaError, MediaEvent, MediaService, SessionStats,

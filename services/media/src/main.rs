@@ -1,31 +1,69 @@
-//! `calanque-media`: the media relay binary (flags → config → start → log dead media → run
-//! until SIGTERM/SIGINT). The bus adapter that lets call-control drive it remotely is the next
-//! step; until then the control API is the in-process `MediaControl` trait.
+//! `calanque-media`: the media relay binary (flags → config → start → connect to NATS → serve
+//! the control API and publish dead media on the bus → run until SIGTERM/SIGINT).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use bus::{NatsBus, NatsOptions};
 use clap::Parser;
 use media::MediaConfig;
 use media::relay::SessionConfig;
+
+/// An inclusive port range, `first-last`.
+#[derive(Debug, Clone, Copy)]
+struct PortRange {
+    first: u16,
+    last: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PortRange, String> {
+        let (first, last) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?} is not first-last"))?;
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .map_err(|e| format!("{p:?} is not a port: {e}"))
+        };
+        let (first, last) = (port(first)?, port(last)?);
+        if first > last {
+            return Err(format!("{first} is above {last}"));
+        }
+        Ok(PortRange { first, last })
+    }
+}
 
 /// The calanque media relay.
 #[derive(Debug, Parser)]
 #[command(name = "calanque-media", version)]
 struct Args {
+    /// NATS servers, comma-separated.
+    #[arg(long, env = "CALANQUE_NATS")]
+    nats: String,
+    /// This replica's unique name, one subject token (the pod name in Kubernetes): its
+    /// control subject is `calanque.v1.media.<id>.control`.
+    #[arg(long, env = "CALANQUE_MEDIA_ID", default_value = "media-1")]
+    media_id: String,
     /// Address the RTP/RTCP sockets are bound to.
-    #[arg(long, env = "CALANQUE_MEDIA_BIND", default_value = "127.0.0.1")]
-    bind_ip: IpAddr,
+    #[arg(
+        long,
+        alias = "bind-ip",
+        env = "CALANQUE_MEDIA_LISTEN",
+        default_value = "127.0.0.1"
+    )]
+    listen_ip: IpAddr,
     /// Address written into SDP, if phones reach the relay through another one.
     #[arg(long, env = "CALANQUE_MEDIA_ADVERTISE")]
     advertised_ip: Option<IpAddr>,
-    /// First port of the RTP range.
-    #[arg(long, env = "CALANQUE_RTP_PORT_MIN", default_value_t = 16_384)]
-    port_min: u16,
-    /// Last port of the RTP range.
-    #[arg(long, env = "CALANQUE_RTP_PORT_MAX", default_value_t = 32_767)]
-    port_max: u16,
+    /// The RTP/RTCP port range, `first-last` (inclusive; pairs of an even RTP port and the
+    /// next odd one for RTCP).
+    #[arg(long, env = "CALANQUE_RTP_PORTS", default_value = "16384-32767")]
+    ports: PortRange,
     /// Seconds without media on either leg before call-control is told the media is dead.
     #[arg(long, env = "CALANQUE_MEDIA_IDLE_TIMEOUT", default_value_t = 60)]
     idle_timeout: u64,
@@ -44,14 +82,17 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    if args.port_min > args.port_max {
-        bail!("--port-min is above --port-max");
+    if !media::bus::is_valid_media_id(&args.media_id) {
+        bail!(
+            "--media-id {:?} must be one subject token (no dot, space or wildcard)",
+            args.media_id
+        );
     }
     let config = MediaConfig {
-        bind_ip: args.bind_ip,
+        bind_ip: args.listen_ip,
         advertised_ip: args.advertised_ip,
-        port_first: args.port_min,
-        port_last: args.port_max,
+        port_first: args.ports.first,
+        port_last: args.ports.last,
         session: SessionConfig {
             idle_timeout: Duration::from_secs(args.idle_timeout),
             relatch_after: (args.relatch_after_ms > 0)
@@ -60,15 +101,27 @@ async fn main() -> anyhow::Result<()> {
         ..MediaConfig::default()
     };
     let mut shutdown = Shutdown::register().context("registering signal handlers")?;
-    let (media, mut events) = media::start(config).context("starting the media relay")?;
-    tracing::info!(pairs = media.available_pairs(), "media relay ready");
+    let (media, events) = media::start(config).context("starting the media relay")?;
+    let servers = args
+        .nats
+        .split(',')
+        .map(str::trim)
+        .map(str::to_owned)
+        .collect();
+    let bus = NatsBus::connect(NatsOptions::new(
+        format!("calanque-media-{}", args.media_id),
+        servers,
+    ))
+    .await
+    .context("connecting to NATS")?;
+    let pairs = media.available_pairs();
+    let server = media::bus::serve(Arc::new(media), events, &args.media_id, Arc::new(bus))
+        .await
+        .context("serving the media control API on the bus")?;
+    tracing::info!(media_id = %args.media_id, pairs, "media relay ready");
     tokio::select! {
         () = shutdown.wait() => tracing::info!("signal received: stopping"),
-        () = async {
-            while let Some(event) = events.recv().await {
-                tracing::info!(?event, "media event");
-            }
-        } => {}
+        _ = server => tracing::warn!("the bus closed: stopping"),
     }
     Ok(())
 }

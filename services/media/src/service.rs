@@ -87,6 +87,14 @@ pub enum MediaError {
     /// The session's task is gone (the runtime is shutting down).
     #[error("media session {0} stopped")]
     Stopped(SessionId),
+    /// Over the bus ([`crate::bus::MediaClient`]): no media replica answered within the
+    /// timeout (none running, the owning replica gone, or the bus down).
+    #[error("media relay unavailable: {0}")]
+    Unavailable(String),
+    /// Over the bus: the replica refused the request as malformed, or its reply made no
+    /// sense (a bug or a version skew on one side).
+    #[error("invalid media request or reply: {0}")]
+    Invalid(String),
 }
 
 /// Why the service could not start.
@@ -168,7 +176,9 @@ pub fn start(
         config,
         ports: Mutex::new(ports),
         sessions: Mutex::new(HashMap::new()),
-        next_id: AtomicU64::new(1),
+        // A random start (a multiple of 2^32 below 2^53) keeps the ids of different replicas
+        // apart, so a bus client may route by session id alone (see `bus::MediaClient`).
+        next_id: AtomicU64::new((rand::random_range(1..1u64 << 21) << 32) + 1),
         events,
     });
     Ok((MediaService { shared }, receiver))
