@@ -18,7 +18,7 @@ use sip_msg::{Method, Request, SipMessage, StatusCode};
 use store::Store;
 use tokio::task::JoinHandle;
 
-use crate::b2bua::{Action, B2bua, B2buaConfig, Input, LegTarget};
+use crate::b2bua::{Action, B2bua, B2buaConfig, EstablishedCall, Input, LegTarget, call_key};
 use crate::dialplan::{self, Target};
 
 /// Settings of a call-control replica.
@@ -67,7 +67,7 @@ pub async fn start(
     bus: Arc<dyn Bus>,
 ) -> Result<CallControlHandle, StartError> {
     let directory = DirectoryCache::start(store.clone()).await?;
-    let location = LocationService::start(store, LocationConfig::default()).await?;
+    let location = LocationService::start(store.clone(), LocationConfig::default()).await?;
     let requests = bus
         .queue_subscribe(
             subjects::CALL_CONTROL_REQUESTS,
@@ -87,6 +87,7 @@ pub async fn start(
         config,
         directory,
         location,
+        store,
         bus,
         core,
     };
@@ -111,6 +112,7 @@ struct Service {
     config: CallControlConfig,
     directory: DirectoryCache,
     location: LocationService,
+    store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     core: B2bua,
 }
@@ -177,6 +179,7 @@ impl Service {
                     response: Box::new(response),
                 }];
             }
+            self.take_over_if_stored(&request).await;
             let input = Input::InDialog {
                 edge_id: edge_request.edge_id,
                 handle: edge_request.transaction,
@@ -194,6 +197,31 @@ impl Service {
             targets,
         };
         self.core.handle(now(), input)
+    }
+
+    /// An in-dialog request for a call this replica does not hold: another replica answered
+    /// it (the queue group spreads requests) or set it up and died. Load it from the store.
+    async fn take_over_if_stored(&mut self, request: &Request) {
+        let Some(call_id) = request.headers.call_id() else {
+            return;
+        };
+        if self.core.knows(call_id) {
+            return;
+        }
+        match self.store.get(&call_key(call_id)).await {
+            Ok(Some(kv)) => match EstablishedCall::decode(kv.value) {
+                Ok(snapshot) => {
+                    if self.core.restore(now(), &snapshot) {
+                        tracing::info!(%call_id, "took over an established call from the store");
+                    }
+                }
+                Err(e) => tracing::warn!(%call_id, error = %e, "undecodable stored call"),
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%call_id, error = %e, "store unavailable: call not taken over")
+            }
+        }
     }
 
     /// Where an INVITE goes: the registered contacts of the target's devices, or why not.
@@ -301,6 +329,32 @@ impl Service {
                         payload.encode_to_vec(),
                     )
                     .await
+                }
+                Action::Persist { call_ids, call } => {
+                    let value = Bytes::from(call.encode_to_vec());
+                    let ops = call_ids
+                        .iter()
+                        .map(|id| store::Op::Put {
+                            key: call_key(id),
+                            value: value.clone(),
+                            lease: None,
+                        })
+                        .collect();
+                    if let Err(e) = self.store.txn(vec![], ops).await {
+                        // The call goes on; only a takeover of it would fail.
+                        tracing::warn!(error = %e, "established call not stored");
+                    }
+                    Ok(())
+                }
+                Action::Forget { call_ids } => {
+                    let ops = call_ids
+                        .iter()
+                        .map(|id| store::Op::Delete { key: call_key(id) })
+                        .collect();
+                    if let Err(e) = self.store.txn(vec![], ops).await {
+                        tracing::warn!(error = %e, "ended call not removed from the store");
+                    }
+                    Ok(())
                 }
                 Action::Ended(record) => {
                     tracing::info!(

@@ -15,8 +15,8 @@ use bus::Bus;
 use bus::in_process::InProcessBus;
 use call_control::service::{CallControlConfig, start};
 use sip_msg::{Method, StatusCode};
-use store::etcd::{EtcdConfig, EtcdStore};
 use store::Store;
+use store::etcd::{EtcdConfig, EtcdStore};
 use test_phone::{Phone, SDP_ANSWER, SDP_OFFER};
 use testkit::etcd::EtcdServer;
 
@@ -25,7 +25,27 @@ const REALM: &str = "calanque.test";
 struct Setup {
     _etcd: EtcdServer,
     edge: sip_edge::EdgeHandle,
-    _cc: call_control::service::CallControlHandle,
+    cc: Option<call_control::service::CallControlHandle>,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+}
+
+async fn call_control(
+    instance: &str,
+    store: &Arc<dyn Store>,
+    bus: &Arc<dyn Bus>,
+) -> call_control::service::CallControlHandle {
+    start(
+        CallControlConfig {
+            instance: instance.into(),
+            domain: REALM.into(),
+            ring_timeout: Duration::from_secs(30),
+        },
+        store.clone(),
+        bus.clone(),
+    )
+    .await
+    .unwrap()
 }
 
 async fn setup() -> Setup {
@@ -45,21 +65,13 @@ async fn setup() -> Setup {
     let edge = sip_edge::start(config, store.clone(), bus.clone())
         .await
         .unwrap();
-    let cc = start(
-        CallControlConfig {
-            instance: "cc-1".into(),
-            domain: REALM.into(),
-            ring_timeout: Duration::from_secs(30),
-        },
-        store,
-        bus,
-    )
-    .await
-    .unwrap();
+    let cc = call_control("cc-1", &store, &bus).await;
     Setup {
         _etcd: etcd,
         edge,
-        _cc: cc,
+        cc: Some(cc),
+        store,
+        bus,
     }
 }
 
@@ -156,5 +168,61 @@ async fn busy_barred_and_unknown_numbers_get_their_answers() {
     assert_eq!(invite.method, Method::Invite);
     carol.reply(&invite, StatusCode::DECLINE, "c").await;
     assert_eq!(alice.response(false).await.status, StatusCode::DECLINE);
+    setup.edge.drain().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replica_takes_over_an_established_call_when_the_first_dies() {
+    let mut setup = setup().await;
+    let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
+    alice.register().await;
+    bob.register().await;
+    alice.call("1002", "takeover@alice").await;
+    let invite = bob.request().await;
+    bob.reply(&invite, StatusCode::OK, "bob").await;
+    let answered = alice.response(false).await;
+    assert_eq!(answered.status, StatusCode::OK);
+    assert_eq!(bob.request().await.method, Method::Ack);
+    let ack = alice.in_dialog(&answered, "ACK", 2);
+    alice.send(ack.as_bytes()).await;
+
+    // The established call is in the store under both Call-IDs.
+    let stored = setup
+        .store
+        .list_prefix("calanque/v1/calls/")
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(stored.len(), 2, "one key per leg");
+
+    // cc-1 dies; cc-2 starts. Alice hangs up: cc-2 takes the call over from the store.
+    let _cc2 = call_control("cc-2", &setup.store, &setup.bus).await;
+    drop(setup.cc.take());
+    let bye = alice.in_dialog(&answered, "BYE", 3);
+    alice.send(bye.as_bytes()).await;
+    assert_eq!(alice.response(false).await.status, StatusCode::OK);
+    let bye = bob.request().await;
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(bye.headers.call_id(), invite.headers.call_id());
+    let cseq = bye.headers.cseq().unwrap().unwrap().seq;
+    assert!(cseq > 1, "the takeover's CSeq moves on: {cseq}");
+    bob.reply(&bye, StatusCode::OK, "bob").await;
+    // Hung up: nothing left in the store.
+    let mut left = 2;
+    for _ in 0..50 {
+        left = setup
+            .store
+            .list_prefix("calanque/v1/calls/")
+            .await
+            .unwrap()
+            .0
+            .len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "the ended call was removed from the store");
     setup.edge.drain().await;
 }

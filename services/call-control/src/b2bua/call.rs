@@ -6,6 +6,7 @@ use std::time::Instant;
 use proto::v1::Flow;
 use sip_msg::{HeaderName, Request, Response, StatusCode, build_response};
 
+use super::snapshot::EstablishedCall;
 use super::{Action, CallRecord, LegTarget};
 
 /// Where the call is, seen from the caller.
@@ -63,6 +64,17 @@ impl Leg {
     pub(super) fn next_cseq(&mut self) -> u32 {
         self.cseq += 1;
         self.cseq
+    }
+}
+
+/// CSeq headroom a replica taking over a call leaves for requests the previous one may have
+/// sent after its last snapshot.
+const TAKEOVER_CSEQ_JUMP: u32 = 100;
+
+fn parse_request(bytes: &[u8]) -> Option<Request> {
+    match sip_msg::parse_datagram(bytes).ok()? {
+        sip_msg::SipMessage::Request(r) => Some(r),
+        sip_msg::SipMessage::Response(_) => None,
     }
 }
 
@@ -127,6 +139,66 @@ impl Call {
             caller,
             callee: String::new(),
         }
+    }
+
+    /// Every Call-ID of the call (the caller's, then each callee leg's).
+    pub(super) fn call_ids(&self) -> Vec<String> {
+        let mut ids = vec![self.a_call_id.clone()];
+        ids.extend(self.legs.iter().map(|l| l.call_id.clone()));
+        ids
+    }
+
+    /// The stored form of an answered call (its winning leg only).
+    pub(super) fn snapshot(&self) -> Option<EstablishedCall> {
+        let leg = self.legs.get(self.winner?)?;
+        Some(EstablishedCall {
+            caller_invite: self.a_request.to_bytes(),
+            caller_flow: Some(self.a_flow.clone()),
+            caller_edge: self.a_edge.clone(),
+            caller_tag: self.a_tag.clone(),
+            caller_cseq: self.a_cseq,
+            callee_aor: leg.target.aor.clone(),
+            callee_contact: leg.target.contact.clone(),
+            callee_flow: Some(leg.target.flow.clone()),
+            callee_invite: leg.invite.to_bytes(),
+            callee_tag: leg.remote_tag.clone().unwrap_or_default(),
+            callee_remote_contact: leg.remote_contact.clone().unwrap_or_default(),
+            callee_cseq: leg.cseq,
+        })
+    }
+
+    /// An answered call rebuilt from its snapshot (a takeover).
+    pub(super) fn restore(id: u64, snapshot: &EstablishedCall, now: Instant) -> Option<Call> {
+        let a_request = parse_request(&snapshot.caller_invite)?;
+        let invite = parse_request(&snapshot.callee_invite)?;
+        let target = LegTarget {
+            aor: snapshot.callee_aor.clone(),
+            contact: snapshot.callee_contact.clone(),
+            flow: snapshot.callee_flow.clone()?,
+        };
+        let call_id = invite.headers.call_id()?.to_owned();
+        let mut leg = Leg::new(target, String::new(), call_id, invite);
+        leg.remote_tag = Some(snapshot.callee_tag.clone()).filter(|t| !t.is_empty());
+        leg.remote_contact = Some(snapshot.callee_remote_contact.clone()).filter(|c| !c.is_empty());
+        leg.state = LegState::Answered;
+        leg.cseq = snapshot.callee_cseq.saturating_add(TAKEOVER_CSEQ_JUMP);
+        let mut call = Call::new(
+            id,
+            snapshot.caller_edge.clone(),
+            String::new(),
+            a_request,
+            snapshot.caller_flow.clone()?,
+            snapshot.caller_tag.clone(),
+            now,
+        );
+        call.a_cseq = snapshot.caller_cseq.saturating_add(TAKEOVER_CSEQ_JUMP);
+        call.legs.push(leg);
+        call.phase = Phase::Answered;
+        call.winner = Some(0);
+        call.acked_b = true;
+        call.answered_at = Some(now);
+        call.callee = snapshot.callee_aor.clone();
+        Some(call)
     }
 
     pub(super) fn ring_deadline(&self) -> Option<Instant> {

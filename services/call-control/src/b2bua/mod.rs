@@ -15,6 +15,9 @@
 
 mod call;
 mod messages;
+mod snapshot;
+
+pub use snapshot::{EstablishedCall, call_key};
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -80,6 +83,14 @@ pub enum Action {
         request: Box<Request>,
         flow: Flow,
     },
+    /// A call was answered: keep it in the store under each of its Call-IDs, so that any
+    /// replica can handle its in-dialog requests.
+    Persist {
+        call_ids: Vec<String>,
+        call: Box<EstablishedCall>,
+    },
+    /// An answered call ended: remove what `Persist` stored.
+    Forget { call_ids: Vec<String> },
     /// A call ended: its record (CDR).
     Ended(CallRecord),
 }
@@ -158,6 +169,27 @@ impl B2bua {
     /// Calls in progress (set up, ringing or established).
     pub fn live_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Whether a call with this Call-ID (either leg) is held here.
+    pub fn knows(&self, call_id: &str) -> bool {
+        self.by_call_id.contains_key(call_id)
+    }
+
+    /// Takes over an established call another replica stored; false if the snapshot is
+    /// unusable. Our CSeqs jump ahead so that nothing we send repeats one the previous
+    /// replica may have used after its last snapshot.
+    pub fn restore(&mut self, now: Instant, snapshot: &EstablishedCall) -> bool {
+        let Some(call) = call::Call::restore(self.next_call, snapshot, now) else {
+            return false;
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        for call_id in call.call_ids() {
+            self.by_call_id.insert(call_id, id);
+        }
+        self.calls.insert(id, call);
+        true
     }
 
     /// The next ring timeout, if a call is ringing.
@@ -345,6 +377,12 @@ impl B2bua {
                 out.push(call.respond_a(a));
                 let late_offer = call.a_request.body.is_empty();
                 call.acked_b = !late_offer;
+                if let Some(snapshot) = call.snapshot() {
+                    out.push(Action::Persist {
+                        call_ids: call.call_ids(),
+                        call: Box::new(snapshot),
+                    });
+                }
                 if !late_offer {
                     // The B leg is ACKed now: the caller's ACK carries nothing the callee needs
                     // (the offer was in the INVITE).
@@ -464,6 +502,9 @@ impl B2bua {
                     out.push(bye);
                 }
                 if let Some(call) = self.calls.get(&id) {
+                    out.push(Action::Forget {
+                        call_ids: call.call_ids(),
+                    });
                     out.push(Action::Ended(call.record(self.start, now, "answered", 200)));
                 }
                 self.forget(id);

@@ -1,0 +1,59 @@
+//! An established call as the store keeps it, so that any call-control replica can handle its
+//! in-dialog requests: the bus queue group hands a BYE to whichever replica is free, and the
+//! one that set the call up may be gone (takeover). Stored under `calanque/v1/calls/<Call-ID>`
+//! for the Call-ID of each leg, written when the call is answered, deleted at hang-up.
+//!
+//! A protobuf message (prost derive): compact, and readable by a later version that adds
+//! fields. It is call-control's private storage format, not a bus contract, so it lives here
+//! rather than in `proto/`.
+
+use proto::v1::Flow;
+
+/// Both dialogs of an answered call, as call-control sees them.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EstablishedCall {
+    /// The caller's INVITE as received (its dialog: Call-ID, From tag, Contact).
+    #[prost(bytes = "vec", tag = "1")]
+    pub caller_invite: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    pub caller_flow: Option<Flow>,
+    #[prost(string, tag = "3")]
+    pub caller_edge: String,
+    /// Our To tag towards the caller.
+    #[prost(string, tag = "4")]
+    pub caller_tag: String,
+    /// Our last CSeq in the caller's dialog.
+    #[prost(uint32, tag = "5")]
+    pub caller_cseq: u32,
+    #[prost(string, tag = "6")]
+    pub callee_aor: String,
+    /// The callee's registered Contact (the INVITE's Request-URI).
+    #[prost(string, tag = "7")]
+    pub callee_contact: String,
+    #[prost(message, optional, tag = "8")]
+    pub callee_flow: Option<Flow>,
+    /// The callee leg's INVITE as we sent it (its dialog: Call-ID, our From tag).
+    #[prost(bytes = "vec", tag = "9")]
+    pub callee_invite: Vec<u8>,
+    #[prost(string, tag = "10")]
+    pub callee_tag: String,
+    /// The Contact of the callee's 2xx (where in-dialog requests go).
+    #[prost(string, tag = "11")]
+    pub callee_remote_contact: String,
+    /// Our last CSeq in the callee's dialog.
+    #[prost(uint32, tag = "12")]
+    pub callee_cseq: u32,
+}
+
+/// The store key of a call under one of its Call-IDs ('/' and '%' escaped).
+pub fn call_key(call_id: &str) -> String {
+    let mut key = String::from("calanque/v1/calls/");
+    for c in call_id.chars() {
+        match c {
+            '/' => key.push_str("%2F"),
+            '%' => key.push_str("%25"),
+            c => key.push(c),
+        }
+    }
+    key
+}
