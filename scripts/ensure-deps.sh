@@ -21,6 +21,8 @@ have etcd || need_apt+=(etcd-server)
 have python3 || need_apt+=(python3 python3-pip)
 # SIPp (crates/testkit/src/sipp.rs, e2e/sipp/) and sipvicious (svmap/svwar scans).
 have sipp || need_apt+=(sip-tester)
+# baresip: the softphone of the real-call tests (crates/testkit/src/baresip.rs).
+have baresip || need_apt+=(baresip)
 have svmap || have sipvicious_svmap || need_apt+=(sipvicious)
 # Kamailio: the reference registrar the SIPp scenarios are validated against (tests) and the
 # benchmark's peer (make bench).

@@ -2,6 +2,7 @@
 //! (nats-server, etcd) on free loopback ports, each in its own temporary directory, and
 //! stops them when the guard drops — also when a test panics.
 
+pub mod baresip;
 pub mod etcd;
 pub mod kamailio;
 pub mod nats;
