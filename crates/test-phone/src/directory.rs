@@ -94,4 +94,3 @@ pub async fn seed_small_city(store: &Arc<dyn Store>, realm: &str) {
     ops.push(put(Entry::Route(route)));
     store.txn(vec![], ops).await.unwrap();
 }
-

@@ -69,9 +69,23 @@ pub struct RunArgs {
     /// The SIP realm and domain of the demo PBX.
     #[arg(long, env = "CALANQUE_REALM", default_value = "calanque")]
     pub realm: String,
+    /// Digest algorithms challenged, in order. MD5 alone by default: softphones built on
+    /// libre (baresip 1.0) and SIPp 3.6 fail on any SHA-256 challenge instead of skipping it
+    /// (RFC 8760 §2.4); give `SHA-256,MD5` when every phone supports SHA-256.
+    #[arg(
+        long,
+        env = "CALANQUE_DIGEST_ALGORITHMS",
+        value_delimiter = ',',
+        default_value = "MD5"
+    )]
+    pub digest_algorithms: Vec<String>,
     /// Networks exempt from flood bans (CIDR, comma-separated or repeated): phones behind one
     /// NAT address, load generators.
-    #[arg(long = "trusted-network", env = "CALANQUE_TRUSTED_NETWORKS", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-network",
+        env = "CALANQUE_TRUSTED_NETWORKS",
+        value_delimiter = ','
+    )]
     pub trusted_networks: Vec<String>,
 }
 

@@ -31,7 +31,16 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("--trusted-network {s}: {e}"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let digest_algorithms = args
+                .digest_algorithms
+                .iter()
+                .map(|name| {
+                    sip_core::digest::Algorithm::from_token(name.trim())
+                        .ok_or_else(|| anyhow::anyhow!("unknown digest algorithm {name:?}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let options = allinone::RunOptions {
+                digest_algorithms,
                 data_dir: args.data_dir,
                 listen,
                 rest: args.rest,

@@ -31,6 +31,9 @@ struct Args {
     /// Seconds a call rings before the caller gets 480.
     #[arg(long, default_value_t = 30)]
     ring_timeout: u64,
+    /// Append call records (JSON lines) to this file.
+    #[arg(long, env = "CALANQUE_CDR_FILE")]
+    cdr_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -57,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
             instance: args.instance,
             domain: args.domain,
             ring_timeout: Duration::from_secs(args.ring_timeout),
+            cdr_file: args.cdr_file,
         },
         store,
         bus,

@@ -30,6 +30,9 @@ pub struct CallControlConfig {
     pub domain: String,
     /// How long callees ring before the caller gets 480.
     pub ring_timeout: Duration,
+    /// Where call records (CDRs) are appended, one JSON object per line, flushed to disk per
+    /// call; `None` only logs them.
+    pub cdr_file: Option<std::path::PathBuf>,
 }
 
 /// Why the service could not start.
@@ -357,6 +360,11 @@ impl Service {
                     Ok(())
                 }
                 Action::Ended(record) => {
+                    if let Some(path) = &self.config.cdr_file
+                        && let Err(e) = append_cdr(path, &record, unix_secs())
+                    {
+                        tracing::warn!(error = %e, path = %path.display(), "CDR not written");
+                    }
                     tracing::info!(
                         call_id = %record.call_id,
                         caller = %record.caller,
@@ -388,4 +396,34 @@ impl Service {
             .publish(subject, headers, Bytes::from(payload))
             .await
     }
+}
+
+/// Appends one call record as a JSON line and syncs it: a CDR must survive a crash right after
+/// the call (billing and the city's call statistics read this file).
+fn append_cdr(
+    path: &std::path::Path,
+    record: &crate::b2bua::CallRecord,
+    now_unix: u64,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let duration = record
+        .answered
+        .map(|answered| record.ended.saturating_sub(answered).as_secs_f64())
+        .unwrap_or(0.0);
+    let line = serde_json::json!({
+        "ended_unix": now_unix,
+        "call_id": record.call_id,
+        "caller": record.caller,
+        "callee": record.callee,
+        "outcome": record.outcome,
+        "status": record.status,
+        "answered": record.answered.is_some(),
+        "duration_s": (duration * 1000.0).round() / 1000.0,
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(file, "{line}")?;
+    file.sync_data()
 }

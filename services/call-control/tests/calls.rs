@@ -40,6 +40,7 @@ async fn call_control(
             instance: instance.into(),
             domain: REALM.into(),
             ring_timeout: Duration::from_secs(30),
+            cdr_file: None,
         },
         store.clone(),
         bus.clone(),

@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub realm: String,
     /// Exempt from flood bans.
     pub trusted_networks: Vec<ipnet::IpNet>,
+    /// Challenged, in order.
+    pub digest_algorithms: Vec<sip_core::digest::Algorithm>,
 }
 
 /// Runs until SIGINT/SIGTERM, then drains and stops.
@@ -64,6 +66,9 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
         sip_edge::EdgeConfig::new("all-in-one", &options.realm, key32(&nonce_key)?);
     edge_config.listen = options.listen.clone();
     edge_config.protection.trusted_networks = options.trusted_networks.clone();
+    if !options.digest_algorithms.is_empty() {
+        edge_config.digest_algorithms = options.digest_algorithms.clone();
+    }
     let edge = sip_edge::start(edge_config, store.clone(), bus.clone())
         .await
         .context("starting the SIP edge")?;
@@ -72,6 +77,7 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
             instance: "all-in-one".into(),
             domain: options.realm.clone(),
             ring_timeout: Duration::from_secs(30),
+            cdr_file: Some(options.data_dir.join("cdr.jsonl")),
         },
         store.clone(),
         bus.clone(),
