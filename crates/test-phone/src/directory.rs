@@ -94,3 +94,28 @@ pub async fn seed_small_city(store: &Arc<dyn Store>, realm: &str) {
     ops.push(put(Entry::Route(route)));
     store.txn(vec![], ops).await.unwrap();
 }
+
+/// Changes a site's media policy (`relay` true: every call of the site goes through the relay).
+pub async fn set_media_policy(store: &Arc<dyn Store>, site_id: &str, relay: bool) {
+    let key = entry_key(&directory::model::EntryKey::Site(
+        directory::model::SiteId::parse(site_id).unwrap(),
+    ));
+    let value = store
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("the site exists")
+        .value;
+    let Entry::Site(mut site) = directory::storage::decode(&key, &value).unwrap() else {
+        panic!("not a site")
+    };
+    site.media_policy = if relay {
+        directory::model::MediaPolicy::Relay
+    } else {
+        directory::model::MediaPolicy::Direct
+    };
+    store
+        .put(&key, encode(&Entry::Site(site)), None)
+        .await
+        .unwrap();
+}

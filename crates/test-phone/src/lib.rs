@@ -147,14 +147,21 @@ impl Phone {
         panic!("{} did not register", self.user);
     }
 
-    fn invite_text(&mut self, number: &str, cseq: u32, auth: &str, call_id: &str) -> String {
+    fn invite_text_with(
+        &mut self,
+        number: &str,
+        cseq: u32,
+        auth: &str,
+        call_id: &str,
+        sdp: &str,
+    ) -> String {
         let branch = self.branch();
         format!(
             "INVITE sip:{number}@{r} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch={branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: <sip:{u}@{r}>;tag=c{u}\r\nTo: <sip:{number}@{r}>\r\n\
              Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:{u}@{l}>\r\n{auth}\
-             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP_OFFER}",
-            SDP_OFFER.len(),
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len(),
             l = self.local,
             u = self.user,
             r = self.realm,
@@ -164,7 +171,12 @@ impl Phone {
     /// Calls `number`: sends the INVITE, answers the 407 with credentials. The caller then
     /// reads the provisional and final responses with [`Phone::response`].
     pub async fn call(&mut self, number: &str, call_id: &str) {
-        let first = self.invite_text(number, 1, "", call_id);
+        self.call_with_sdp(number, call_id, SDP_OFFER).await;
+    }
+
+    /// [`Phone::call`] with this SDP offer.
+    pub async fn call_with_sdp(&mut self, number: &str, call_id: &str, sdp: &str) {
+        let first = self.invite_text_with(number, 1, "", call_id, sdp);
         self.send(first.as_bytes()).await;
         let challenge = self.response(false).await;
         assert_eq!(
@@ -177,12 +189,23 @@ impl Phone {
             "Proxy-Authorization: {}\r\n",
             self.credentials(&challenge, &uri, &Method::Invite, true)
         );
-        let second = self.invite_text(number, 2, &auth, call_id);
+        let second = self.invite_text_with(number, 2, &auth, call_id, sdp);
         self.send(second.as_bytes()).await;
     }
 
     /// Answers `request` with `status` (our tag), adding a Contact and the SDP answer to 2xx.
     pub async fn reply(&self, request: &Request, status: StatusCode, tag: &str) {
+        self.reply_with_sdp(request, status, tag, SDP_ANSWER).await;
+    }
+
+    /// [`Phone::reply`] with this SDP answer.
+    pub async fn reply_with_sdp(
+        &self,
+        request: &Request,
+        status: StatusCode,
+        tag: &str,
+        sdp: &str,
+    ) {
         let mut response = build_response(request, status, Some(tag));
         if status == StatusCode::OK && request.method == Method::Invite {
             response.headers.push(
@@ -194,8 +217,8 @@ impl Phone {
                 .push(HeaderName::ContentType, "application/sdp");
             response
                 .headers
-                .set(HeaderName::ContentLength, SDP_ANSWER.len().to_string());
-            response.body = bytes::Bytes::from_static(SDP_ANSWER.as_bytes());
+                .set(HeaderName::ContentLength, sdp.len().to_string());
+            response.body = bytes::Bytes::from(sdp.to_owned());
         }
         self.send(&response.to_bytes()).await;
     }

@@ -8,6 +8,7 @@
 //!   edge, callee legs sent through the callees' edges (ADR 0011), forking, CANCEL, busy, ring
 //!   timeout, BYE either way, a record per call.
 
+mod anchor;
 pub mod b2bua;
 pub mod dialplan;
 pub mod service;

@@ -31,6 +31,9 @@ struct Args {
     /// Seconds a call rings before the caller gets 480.
     #[arg(long, default_value_t = 30)]
     ring_timeout: u64,
+    /// Anchor the media of `Relay` sites' calls on the media relays (calanque-media over NATS).
+    #[arg(long, env = "CALANQUE_MEDIA_RELAY")]
+    media_relay: bool,
     /// Append call records (JSON lines) to this file.
     #[arg(long, env = "CALANQUE_CDR_FILE")]
     cdr_file: Option<PathBuf>,
@@ -55,12 +58,21 @@ async fn main() -> anyhow::Result<()> {
     let (store, bus) = directory::build(&store, &bus)
         .await
         .context("opening the store and the bus")?;
+    let media: Option<std::sync::Arc<dyn media::MediaControl>> = if args.media_relay {
+        Some(std::sync::Arc::new(media::MediaClient::new(
+            bus.clone(),
+            Duration::from_secs(2),
+        )))
+    } else {
+        None
+    };
     let _service = start(
         CallControlConfig {
             instance: args.instance,
             domain: args.domain,
             ring_timeout: Duration::from_secs(args.ring_timeout),
             cdr_file: args.cdr_file,
+            media,
         },
         store,
         bus,

@@ -30,6 +30,9 @@ pub struct CallControlConfig {
     pub domain: String,
     /// How long callees ring before the caller gets 480.
     pub ring_timeout: Duration,
+    /// The media relay, to anchor calls of sites whose policy is `Relay`; `None` keeps all
+    /// media direct.
+    pub media: Option<Arc<dyn media::MediaControl>>,
     /// Where call records (CDRs) are appended, one JSON object per line, flushed to disk per
     /// call; `None` only logs them.
     pub cdr_file: Option<std::path::PathBuf>,
@@ -86,7 +89,9 @@ pub async fn start(
         now(),
         rand::random(),
     );
+    let anchoring = config.media.clone().map(crate::anchor::Anchoring::new);
     let service = Service {
+        anchoring,
         config,
         directory,
         location,
@@ -112,6 +117,7 @@ fn unix_secs() -> u64 {
 }
 
 struct Service {
+    anchoring: Option<crate::anchor::Anchoring>,
     config: CallControlConfig,
     directory: DirectoryCache,
     location: LocationService,
@@ -191,7 +197,17 @@ impl Service {
             };
             return self.core.handle(now(), input);
         }
-        let targets = self.resolve(&edge_request.device_id, &request);
+        let (targets, relay) = match self.resolve(&edge_request.device_id, &request) {
+            Ok((targets, relay)) => (Ok(targets), relay),
+            Err(refusal) => (Err(refusal), false),
+        };
+        let call_id = request.headers.call_id().unwrap_or_default().to_owned();
+        if relay
+            && targets.as_ref().is_ok_and(|t| !t.is_empty())
+            && let Some(anchoring) = self.anchoring.as_mut()
+        {
+            anchoring.allocate(&call_id, &request.body).await;
+        }
         let input = Input::Invite {
             edge_id: edge_request.edge_id,
             handle: edge_request.transaction,
@@ -199,7 +215,20 @@ impl Service {
             flow,
             targets,
         };
-        self.core.handle(now(), input)
+        let actions = self.core.handle(now(), input);
+        if let Some(anchoring) = self.anchoring.as_mut()
+            && anchoring.is_anchored(&call_id)
+        {
+            for action in &actions {
+                if let Action::Send { request, .. } = action
+                    && request.method == Method::Invite
+                    && let Some(leg_call_id) = request.headers.call_id()
+                {
+                    anchoring.add_callee_leg(&call_id, leg_call_id);
+                }
+            }
+        }
+        actions
     }
 
     /// An in-dialog request for a call this replica does not hold: another replica answered
@@ -228,22 +257,38 @@ impl Service {
     }
 
     /// Where an INVITE goes: the registered contacts of the target's devices, or why not.
+    /// With the targets: whether the call's media goes through the relay (the caller's or the
+    /// callee's site wants it).
     fn resolve(
         &self,
         caller_device: &str,
         request: &Request,
-    ) -> Result<Vec<LegTarget>, (StatusCode, String)> {
+    ) -> Result<(Vec<LegTarget>, bool), (StatusCode, String)> {
         let dialed = request.uri.user.clone().unwrap_or_default();
         let target = dialplan::route(&self.directory, caller_device, &dialed).map_err(|r| {
             let status = StatusCode::new(r.status_code()).unwrap_or(StatusCode::NOT_FOUND);
             (status, r.to_string())
         })?;
-        let device_ids: Vec<String> = match target {
-            Target::Extension { device_ids, .. } => device_ids,
-            Target::HuntGroup { members, .. } => {
+        let relay_site = |site_id: &str| {
+            self.directory
+                .site(site_id)
+                .is_some_and(|s| s.media_policy == directory::model::MediaPolicy::Relay)
+        };
+        let caller_relay = self
+            .directory
+            .device(caller_device)
+            .is_some_and(|d| relay_site(d.site_id.as_str()));
+        let (device_ids, callee_relay): (Vec<String>, bool) = match target {
+            Target::Extension {
+                device_ids,
+                site_id,
+                ..
+            } => (device_ids, relay_site(&site_id)),
+            Target::HuntGroup { members, .. } => (
                 // Every member at once until hunting strategies are built.
-                members.into_iter().flat_map(|m| m.device_ids).collect()
-            }
+                members.into_iter().flat_map(|m| m.device_ids).collect(),
+                false,
+            ),
             Target::Trunk { .. } | Target::Emergency { .. } => {
                 return Err((
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -276,7 +321,7 @@ impl Service {
                 });
             }
         }
-        Ok(targets)
+        Ok((targets, caller_relay || callee_relay))
     }
 
     fn on_result(&mut self, message: &BusMessage) -> Vec<Action> {
@@ -295,8 +340,9 @@ impl Service {
         )
     }
 
-    async fn perform(&self, actions: Vec<Action>) {
-        for action in actions {
+    async fn perform(&mut self, actions: Vec<Action>) {
+        for mut action in actions {
+            self.anchor_body(&mut action).await;
             let outcome = match action {
                 Action::Respond {
                     edge_id,
@@ -381,6 +427,36 @@ impl Service {
             if let Err(e) = outcome {
                 tracing::warn!(error = %e, "bus publish failed");
             }
+        }
+    }
+
+    /// Points an SDP body of an anchored call at the relay (see `anchor`), and releases the
+    /// relay session when the call ends.
+    async fn anchor_body(&mut self, action: &mut Action) {
+        let Some(anchoring) = self.anchoring.as_mut() else {
+            return;
+        };
+        match action {
+            Action::Send { request, .. } if !request.body.is_empty() => {
+                let call_id = request.headers.call_id().unwrap_or_default().to_owned();
+                if let Some(body) = anchoring.rewrite(&call_id, &request.body).await {
+                    request
+                        .headers
+                        .set(sip_msg::HeaderName::ContentLength, body.len().to_string());
+                    request.body = body;
+                }
+            }
+            Action::Respond { response, .. } if !response.body.is_empty() => {
+                let call_id = response.headers.call_id().unwrap_or_default().to_owned();
+                if let Some(body) = anchoring.rewrite(&call_id, &response.body).await {
+                    response
+                        .headers
+                        .set(sip_msg::HeaderName::ContentLength, body.len().to_string());
+                    response.body = body;
+                }
+            }
+            Action::Ended(record) => anchoring.release(&record.call_id).await,
+            _ => {}
         }
     }
 

@@ -41,6 +41,7 @@ async fn call_control(
             domain: REALM.into(),
             ring_timeout: Duration::from_secs(30),
             cdr_file: None,
+            media: None,
         },
         store.clone(),
         bus.clone(),
@@ -226,4 +227,126 @@ async fn another_replica_takes_over_an_established_call_when_the_first_dies() {
     }
     assert_eq!(left, 0, "the ended call was removed from the store");
     setup.edge.drain().await;
+}
+
+/// An RTP packet (version 2, PCMU, 20 ms of silence) with this sequence number.
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut packet = vec![0x80, 0x00];
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    packet.extend(std::iter::repeat_n(0xFFu8, 160));
+    packet
+}
+
+fn sdp_for(port: u16) -> String {
+    format!(
+        "v=0\r\no=p 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n"
+    )
+}
+
+fn sdp_port(body: &[u8]) -> u16 {
+    let text = std::str::from_utf8(body).unwrap();
+    let m = text.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+    m.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_site_call_goes_through_the_media_relay_both_ways() {
+    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        EtcdStore::connect(&EtcdConfig::new([etcd.endpoint()]))
+            .await
+            .unwrap(),
+    );
+    test_phone::directory::seed_small_city(&store, REALM).await;
+    test_phone::directory::set_media_policy(&store, "S-1", true).await;
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
+    let mut config = sip_edge::EdgeConfig::new("edge-1", REALM, [9; 32]);
+    config.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];
+    let edge = sip_edge::start(config, store.clone(), bus.clone())
+        .await
+        .unwrap();
+    let (relay, _events) = media::start(media::MediaConfig {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        port_first: 21000,
+        port_last: 21999,
+        ..Default::default()
+    })
+    .unwrap();
+    let _cc = start(
+        CallControlConfig {
+            instance: "cc-1".into(),
+            domain: REALM.into(),
+            ring_timeout: Duration::from_secs(30),
+            cdr_file: None,
+            media: Some(Arc::new(relay)),
+        },
+        store,
+        bus,
+    )
+    .await
+    .unwrap();
+    let sip = edge.local_addr(&sip_msg::Transport::Udp).unwrap();
+
+    let alice_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let bob_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (alice_port, bob_port) = (
+        alice_rtp.local_addr().unwrap().port(),
+        bob_rtp.local_addr().unwrap().port(),
+    );
+    let mut alice = Phone::new("user1", "pw1", REALM, sip).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, sip).await;
+    alice.register().await;
+    bob.register().await;
+    alice
+        .call_with_sdp("1002", "relay@alice", &sdp_for(alice_port))
+        .await;
+    let invite = bob.request().await;
+    let relay_for_bob = sdp_port(&invite.body);
+    assert!(
+        (21000..=21999).contains(&relay_for_bob),
+        "Bob is sent to the relay, not to Alice: {relay_for_bob}"
+    );
+    bob.reply_with_sdp(&invite, StatusCode::OK, "bob", &sdp_for(bob_port))
+        .await;
+    let answered = alice.response(false).await;
+    assert_eq!(answered.status, StatusCode::OK);
+    let relay_for_alice = sdp_port(&answered.body);
+    assert!(
+        (21000..=21999).contains(&relay_for_alice),
+        "Alice is sent to the relay: {relay_for_alice}"
+    );
+    assert_ne!(relay_for_alice, relay_for_bob);
+
+    // RTP both ways through the relay.
+    let (mut buf_b, mut buf_a) = (vec![0u8; 2048], vec![0u8; 2048]);
+    for seq in 0..20u16 {
+        alice_rtp
+            .send_to(&rtp(seq), ("127.0.0.1", relay_for_alice))
+            .await
+            .unwrap();
+        bob_rtp
+            .send_to(&rtp(1000 + seq), ("127.0.0.1", relay_for_bob))
+            .await
+            .unwrap();
+    }
+    let mut to_bob = 0;
+    let mut to_alice = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while (to_bob < 20 || to_alice < 20) && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            Ok((n, _)) = bob_rtp.recv_from(&mut buf_b) => { if n == 172 { to_bob += 1; } }
+            Ok((n, _)) = alice_rtp.recv_from(&mut buf_a) => { if n == 172 { to_alice += 1; } }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    assert_eq!((to_bob, to_alice), (20, 20), "RTP relayed both ways");
+    let bye = alice.in_dialog(&answered, "BYE", 3);
+    alice.send(bye.as_bytes()).await;
+    assert_eq!(alice.response(false).await.status, StatusCode::OK);
+    edge.drain().await;
 }

@@ -78,6 +78,7 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
             domain: options.realm.clone(),
             ring_timeout: Duration::from_secs(30),
             cdr_file: Some(options.data_dir.join("cdr.jsonl")),
+            media: None,
         },
         store.clone(),
         bus.clone(),

@@ -1,0 +1,143 @@
+//! Media anchoring: when a call must go through the media relay (a site whose policy is
+//! `Relay`: NAT, recording, strict security), call-control allocates a relay session at the
+//! INVITE and rewrites every SDP body that crosses between the legs so each phone sends its
+//! RTP to the relay; the relay learns each phone's real address from the SDP it replaced.
+//! The B2BUA core stays unaware: rewriting happens on the way out of the service.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use media::relay::{Leg, LegOptions, SessionId};
+use media::{AllocateRequest, MediaControl};
+
+/// One anchored call.
+#[derive(Debug, Clone)]
+struct Anchor {
+    session: SessionId,
+    /// The relay's address facing the caller (written into SDP sent to the caller).
+    leg_a: SocketAddr,
+    /// The relay's address facing the callee.
+    leg_b: SocketAddr,
+}
+
+/// The anchored calls of one call-control replica.
+#[derive(Debug)]
+pub(crate) struct Anchoring {
+    media: Arc<dyn MediaControl>,
+    /// By the caller's Call-ID.
+    anchors: HashMap<String, Anchor>,
+    /// Any leg's Call-ID → (the caller's Call-ID, which side that leg is).
+    sides: HashMap<String, (String, Leg)>,
+}
+
+/// The first audio stream's address in an SDP body, and the parsed description.
+fn audio_address(body: &[u8]) -> Option<(sdp::SessionDescription, SocketAddr)> {
+    let description = sdp::parse(body).ok()?;
+    let media = description.media.iter().find(|m| m.port != 0)?;
+    let ip = description.media_connection(media)?.ip()?;
+    let address = SocketAddr::new(ip, media.port);
+    Some((description, address))
+}
+
+impl Anchoring {
+    pub(crate) fn new(media: Arc<dyn MediaControl>) -> Anchoring {
+        Anchoring {
+            media,
+            anchors: HashMap::new(),
+            sides: HashMap::new(),
+        }
+    }
+
+    /// Allocates a relay session for a new call whose INVITE carries `offer`.
+    pub(crate) async fn allocate(&mut self, call_id: &str, offer: &[u8]) {
+        let Some((_, caller)) = audio_address(offer) else {
+            return; // late offer or no audio: not anchored (direct media)
+        };
+        let request = AllocateRequest {
+            call_id: call_id.to_owned(),
+            leg_a: LegOptions {
+                remote: Some(caller),
+                behind_nat: true,
+                rtcp_mux: false,
+            },
+            leg_b: LegOptions::default(),
+        };
+        match self.media.allocate(request).await {
+            Ok(allocation) => {
+                self.anchors.insert(
+                    call_id.to_owned(),
+                    Anchor {
+                        session: allocation.session,
+                        leg_a: allocation.leg_a,
+                        leg_b: allocation.leg_b,
+                    },
+                );
+                self.sides
+                    .insert(call_id.to_owned(), (call_id.to_owned(), Leg::A));
+            }
+            Err(e) => {
+                // The call still works with direct media where the network allows it.
+                tracing::warn!(%call_id, error = %e, "no relay session: media goes direct");
+            }
+        }
+    }
+
+    /// Whether the call (by the caller's Call-ID) is anchored.
+    pub(crate) fn is_anchored(&self, caller_call_id: &str) -> bool {
+        self.anchors.contains_key(caller_call_id)
+    }
+
+    /// A callee leg of an anchored call got its Call-ID.
+    pub(crate) fn add_callee_leg(&mut self, caller_call_id: &str, leg_call_id: &str) {
+        if self.anchors.contains_key(caller_call_id) {
+            self.sides
+                .insert(leg_call_id.to_owned(), (caller_call_id.to_owned(), Leg::B));
+        }
+    }
+
+    /// Rewrites an SDP body travelling in the dialog `call_id` (towards that leg's phone): it
+    /// describes the other phone, so the relay learns that phone's address and the body gets
+    /// the relay's address facing this leg.
+    pub(crate) async fn rewrite(&self, call_id: &str, body: &Bytes) -> Option<Bytes> {
+        let (caller_call_id, towards) = self.sides.get(call_id)?;
+        let anchor = self.anchors.get(caller_call_id)?;
+        let (mut description, described) = audio_address(body)?;
+        let from = match towards {
+            Leg::A => Leg::B,
+            Leg::B => Leg::A,
+        };
+        let options = LegOptions {
+            remote: Some(described),
+            behind_nat: true,
+            rtcp_mux: false,
+        };
+        if let Err(e) = self.media.update(anchor.session, from, options).await {
+            tracing::warn!(%call_id, error = %e, "relay leg not updated");
+        }
+        let relay = match towards {
+            Leg::A => anchor.leg_a,
+            Leg::B => anchor.leg_b,
+        };
+        let ports: Vec<u16> = description
+            .media
+            .iter()
+            .map(|m| if m.port == 0 { 0 } else { relay.port() })
+            .collect();
+        let ip: IpAddr = relay.ip();
+        sdp::with_connection(&mut description, ip, &ports).ok()?;
+        Some(Bytes::from(description.to_bytes()))
+    }
+
+    /// The call ended: release its relay session.
+    pub(crate) async fn release(&mut self, caller_call_id: &str) {
+        self.sides.retain(|_, (caller, _)| caller != caller_call_id);
+        if let Some(anchor) = self.anchors.remove(caller_call_id) {
+            match self.media.release(anchor.session).await {
+                Ok(stats) => tracing::debug!(%caller_call_id, ?stats, "relay session released"),
+                Err(e) => tracing::warn!(%caller_call_id, error = %e, "relay session not released"),
+            }
+        }
+    }
+}
