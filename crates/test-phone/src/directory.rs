@@ -1,6 +1,7 @@
 //! A small directory for call tests, written straight into the store's directory keys: one
 //! site (1000–1999), extensions 1001–1003 on devices `user1`–`user3` (passwords `pw1`–`pw3`),
-//! 1003 limited to internal calls, and a national route (0 + 9 digits) to a carrier trunk.
+//! 1003 limited to internal calls, a national route (0 + 9 digits) to a carrier trunk, and the
+//! emergency number 112 through that trunk.
 
 use std::sync::Arc;
 
@@ -29,7 +30,10 @@ pub async fn seed_small_city(store: &Arc<dyn Store>, realm: &str) {
             last: "1999".into(),
         }],
         media_policy: v1::MediaPolicy::Direct as i32,
-        ..Default::default()
+        emergency_routes: vec![v1::EmergencyRoute {
+            number: "112".into(),
+            trunk: "carrier".into(),
+        }],
     })
     .unwrap();
     let mut ops = vec![put(Entry::Site(site))];
@@ -76,7 +80,9 @@ pub async fn seed_small_city(store: &Arc<dyn Store>, realm: &str) {
     let trunk = Trunk::try_from(v1::Trunk {
         name: "carrier".into(),
         kind: v1::TrunkKind::Carrier as i32,
-        address: "192.0.2.50:5060".into(),
+        // Loopback, discard port: tests that call out point it at their own fake carrier
+        // with `set_trunk_address`; nothing here ever leaves the machine.
+        address: "127.0.0.1:9".into(),
         transport: v1::Transport::Udp as i32,
         ..Default::default()
     })
@@ -116,6 +122,23 @@ pub async fn set_media_policy(store: &Arc<dyn Store>, site_id: &str, relay: bool
     };
     store
         .put(&key, encode(&Entry::Site(site)), None)
+        .await
+        .unwrap();
+}
+
+/// Points the `carrier` trunk at `address` (a test's fake carrier socket).
+pub async fn set_trunk_address(store: &Arc<dyn Store>, address: std::net::SocketAddr) {
+    let trunk = Trunk::try_from(v1::Trunk {
+        name: "carrier".into(),
+        kind: v1::TrunkKind::Carrier as i32,
+        address: address.to_string(),
+        transport: v1::Transport::Udp as i32,
+        ..Default::default()
+    })
+    .unwrap();
+    let entry = Entry::Trunk(trunk);
+    store
+        .put(&entry_key(&entry.key()), encode(&entry), None)
         .await
         .unwrap();
 }

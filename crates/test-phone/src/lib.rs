@@ -184,6 +184,18 @@ impl Phone {
             StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             "{challenge:?}"
         );
+        // ACK the 407 (§17.1.1.3: same branch and CSeq number, the response's To), or the
+        // proxy keeps retransmitting it.
+        let ack = format!(
+            "ACK sip:{number}@{r} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\n\
+             Content-Length: 0\r\n\r\n",
+            r = self.realm,
+            via = challenge.headers.get(&HeaderName::Via).unwrap(),
+            from = challenge.headers.get(&HeaderName::From).unwrap(),
+            to = challenge.headers.get(&HeaderName::To).unwrap(),
+        );
+        self.send(ack.as_bytes()).await;
         let uri = format!("sip:{number}@{}", self.realm);
         let auth = format!(
             "Proxy-Authorization: {}\r\n",

@@ -197,7 +197,7 @@ impl Service {
             };
             return self.core.handle(now(), input);
         }
-        let (targets, relay) = match self.resolve(&edge_request.device_id, &request) {
+        let (targets, relay) = match self.resolve(&edge_request.device_id, &request, &flow) {
             Ok((targets, relay)) => (Ok(targets), relay),
             Err(refusal) => (Err(refusal), false),
         };
@@ -263,6 +263,7 @@ impl Service {
         &self,
         caller_device: &str,
         request: &Request,
+        caller_flow: &proto::v1::Flow,
     ) -> Result<(Vec<LegTarget>, bool), (StatusCode, String)> {
         let dialed = request.uri.user.clone().unwrap_or_default();
         let target = dialplan::route(&self.directory, caller_device, &dialed).map_err(|r| {
@@ -289,11 +290,9 @@ impl Service {
                 members.into_iter().flat_map(|m| m.device_ids).collect(),
                 false,
             ),
-            Target::Trunk { .. } | Target::Emergency { .. } => {
-                return Err((
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Trunks not connected yet".into(),
-                ));
+            Target::Trunk { trunk, number, .. } | Target::Emergency { trunk, number, .. } => {
+                let target = self.trunk_target(&trunk, &number, caller_flow)?;
+                return Ok((vec![target], caller_relay));
             }
             other => {
                 return Err((
@@ -322,6 +321,42 @@ impl Service {
             }
         }
         Ok((targets, caller_relay || callee_relay))
+    }
+
+    /// A call to a trunk (a carrier, the legacy PBX): the caller's edge sends it to the
+    /// trunk's address (any edge can reach a trunk; the caller's is already in the call).
+    fn trunk_target(
+        &self,
+        trunk: &str,
+        number: &str,
+        caller_flow: &proto::v1::Flow,
+    ) -> Result<LegTarget, (StatusCode, String)> {
+        let unavailable = |reason: String| (StatusCode::SERVICE_UNAVAILABLE, reason);
+        let trunk = self
+            .directory
+            .trunk(trunk)
+            .ok_or_else(|| unavailable(format!("trunk {trunk} missing from the directory")))?;
+        let address = trunk.address.to_string();
+        // RFC 3263 lookups (NAPTR/SRV/A) are not built: a trunk is configured by IP:port.
+        let remote: std::net::SocketAddr = address
+            .parse()
+            .map_err(|_| unavailable(format!("trunk address {address} is not IP:port")))?;
+        let transport = match trunk.transport {
+            directory::model::Transport::Udp => proto::v1::SipTransport::Udp,
+            directory::model::Transport::Tcp => proto::v1::SipTransport::Tcp,
+            directory::model::Transport::Tls => proto::v1::SipTransport::Tls,
+        };
+        let host = remote.to_string();
+        Ok(LegTarget {
+            aor: format!("sip:{number}@{host}"),
+            contact: format!("sip:{number}@{host}"),
+            flow: proto::v1::Flow {
+                transport: transport as i32,
+                remote: host,
+                local: caller_flow.local.clone(),
+                edge_id: caller_flow.edge_id.clone(),
+            },
+        })
     }
 
     fn on_result(&mut self, message: &BusMessage) -> Vec<Action> {

@@ -155,15 +155,6 @@ async fn busy_barred_and_unknown_numbers_get_their_answers() {
         "the reason names the class of service: {}",
         barred.reason
     );
-    // Alice may call nationally, but trunks are not connected yet: 503, said so.
-    alice.call("0123456789", "call-national@alice").await;
-    let national = alice.response(false).await;
-    assert_eq!(
-        national.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{national:?}"
-    );
-
     // Carol's extension is registered nowhere else; calling 1003 from Alice rings Carol.
     alice.call("1003", "call-carol@alice").await;
     let invite = carol.request().await;
@@ -349,4 +340,44 @@ async fn a_relay_site_call_goes_through_the_media_relay_both_ways() {
     alice.send(bye.as_bytes()).await;
     assert_eq!(alice.response(false).await.status, StatusCode::OK);
     edge.drain().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn national_and_emergency_calls_leave_through_the_trunk_even_when_barred() {
+    let setup = setup().await;
+    // A fake carrier on loopback.
+    let carrier = Phone::new("carrier", "-", REALM, edge_addr(&setup)).await;
+    test_phone::directory::set_trunk_address(&setup.store, carrier.local).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the directory cache follows
+    let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
+    let mut carol = Phone::new("user3", "pw3", REALM, edge_addr(&setup)).await;
+    alice.register().await;
+    carol.register().await;
+
+    // Alice (national class of service) calls a national number: it reaches the carrier.
+    alice.call("0123456789", "national@alice").await;
+    let invite = carrier.request().await;
+    assert_eq!(invite.uri.user.as_deref(), Some("0123456789"));
+    carrier
+        .reply(&invite, StatusCode::BUSY_HERE, "carrier")
+        .await;
+    assert_eq!(alice.response(false).await.status, StatusCode::BUSY_HERE);
+
+    // Carol is barred from national calls, but 112 always goes out, through her site's trunk.
+    carol.call("112", "emergency@carol").await;
+    let invite = loop {
+        // (the edge's ACK of the carrier's 486 comes first)
+        let request = carrier.request().await;
+        if request.method == Method::Invite {
+            break request;
+        }
+    };
+    assert_eq!(invite.uri.user.as_deref(), Some("112"));
+    carrier.reply(&invite, StatusCode::OK, "carrier").await;
+    let answered = carol.response(false).await;
+    assert_eq!(answered.status, StatusCode::OK);
+    let bye = carol.in_dialog(&answered, "BYE", 3);
+    carol.send(bye.as_bytes()).await;
+    assert_eq!(carol.response(false).await.status, StatusCode::OK);
+    setup.edge.drain().await;
 }
