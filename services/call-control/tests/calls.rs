@@ -35,13 +35,22 @@ async fn call_control(
     store: &Arc<dyn Store>,
     bus: &Arc<dyn Bus>,
 ) -> call_control::service::CallControlHandle {
+    call_control_with(instance, store, bus, None).await
+}
+
+async fn call_control_with(
+    instance: &str,
+    store: &Arc<dyn Store>,
+    bus: &Arc<dyn Bus>,
+    media: Option<Arc<dyn media::MediaControl>>,
+) -> call_control::service::CallControlHandle {
     start(
         CallControlConfig {
             instance: instance.into(),
             domain: REALM.into(),
             ring_timeout: Duration::from_secs(30),
             cdr_file: None,
-            media: None,
+            media,
         },
         store.clone(),
         bus.clone(),
@@ -51,6 +60,11 @@ async fn call_control(
 }
 
 async fn setup() -> Setup {
+    setup_with(None, false).await
+}
+
+/// etcd with the small city (site S-1 relayed when `relay`), an edge, and cc-1 (with `media`).
+async fn setup_with(media: Option<Arc<dyn media::MediaControl>>, relay: bool) -> Setup {
     let etcd = tokio::task::spawn_blocking(EtcdServer::start)
         .await
         .unwrap()
@@ -61,13 +75,16 @@ async fn setup() -> Setup {
             .unwrap(),
     );
     test_phone::directory::seed_small_city(&store, REALM).await;
+    if relay {
+        test_phone::directory::set_media_policy(&store, "S-1", true).await;
+    }
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
     let mut config = sip_edge::EdgeConfig::new("edge-1", REALM, [9; 32]);
     config.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];
     let edge = sip_edge::start(config, store.clone(), bus.clone())
         .await
         .unwrap();
-    let cc = call_control("cc-1", &store, &bus).await;
+    let cc = call_control_with("cc-1", &store, &bus, media).await;
     Setup {
         _etcd: etcd,
         edge,
@@ -244,23 +261,6 @@ fn sdp_port(body: &[u8]) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_site_call_goes_through_the_media_relay_both_ways() {
-    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        EtcdStore::connect(&EtcdConfig::new([etcd.endpoint()]))
-            .await
-            .unwrap(),
-    );
-    test_phone::directory::seed_small_city(&store, REALM).await;
-    test_phone::directory::set_media_policy(&store, "S-1", true).await;
-    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
-    let mut config = sip_edge::EdgeConfig::new("edge-1", REALM, [9; 32]);
-    config.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];
-    let edge = sip_edge::start(config, store.clone(), bus.clone())
-        .await
-        .unwrap();
     let (relay, _events) = media::start(media::MediaConfig {
         bind_ip: "127.0.0.1".parse().unwrap(),
         port_first: 21000,
@@ -268,20 +268,8 @@ async fn a_relay_site_call_goes_through_the_media_relay_both_ways() {
         ..Default::default()
     })
     .unwrap();
-    let _cc = start(
-        CallControlConfig {
-            instance: "cc-1".into(),
-            domain: REALM.into(),
-            ring_timeout: Duration::from_secs(30),
-            cdr_file: None,
-            media: Some(Arc::new(relay)),
-        },
-        store,
-        bus,
-    )
-    .await
-    .unwrap();
-    let sip = edge.local_addr(&sip_msg::Transport::Udp).unwrap();
+    let setup = setup_with(Some(Arc::new(relay)), true).await;
+    let sip = edge_addr(&setup);
 
     let alice_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let bob_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -339,7 +327,7 @@ async fn a_relay_site_call_goes_through_the_media_relay_both_ways() {
     let bye = alice.in_dialog(&answered, "BYE", 3);
     alice.send(bye.as_bytes()).await;
     assert_eq!(alice.response(false).await.status, StatusCode::OK);
-    edge.drain().await;
+    setup.edge.drain().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
