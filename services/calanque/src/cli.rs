@@ -79,6 +79,13 @@ pub struct RunArgs {
         default_value = "MD5"
     )]
     pub digest_algorithms: Vec<String>,
+    /// Run the media relay in this process, reachable by the phones at this IP (written into
+    /// SDP); calls of `Relay` sites are then anchored on it. Without it media is always direct.
+    #[arg(long, env = "CALANQUE_MEDIA_IP")]
+    pub media_ip: Option<std::net::IpAddr>,
+    /// The relay's UDP port range, `FIRST-LAST`.
+    #[arg(long, default_value = "30000-30999")]
+    pub media_ports: String,
     /// Networks exempt from flood bans (CIDR, comma-separated or repeated): phones behind one
     /// NAT address, load generators.
     #[arg(

@@ -39,7 +39,13 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
                         .ok_or_else(|| anyhow::anyhow!("unknown digest algorithm {name:?}"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let media_ports = match args.media_ports.split_once('-') {
+                Some((first, last)) => (first.trim().parse()?, last.trim().parse()?),
+                None => anyhow::bail!("--media-ports wants FIRST-LAST"),
+            };
             let options = allinone::RunOptions {
+                media_ip: args.media_ip,
+                media_ports,
                 digest_algorithms,
                 data_dir: args.data_dir,
                 listen,

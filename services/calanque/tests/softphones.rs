@@ -14,23 +14,27 @@ use testkit::sipp::SipUser;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_baresip_softphones_call_each_other_through_the_all_in_one() {
+/// Starts `calanque run` with `extra` flags; returns it, its data directory and its SIP address.
+async fn start_all_in_one(
+    extra: &[&str],
+) -> (tokio::process::Child, tempfile::TempDir, SocketAddr) {
     let data = tempfile::tempdir().unwrap();
     let sip: SocketAddr = format!("127.0.0.1:{}", testkit::process::free_port())
         .parse()
         .unwrap();
     let rest = format!("127.0.0.1:{}", testkit::process::free_port());
+    let mut args = vec![
+        "run".to_owned(),
+        "--data-dir".to_owned(),
+        data.path().to_str().unwrap().to_owned(),
+        "--listen".to_owned(),
+        format!("udp:{sip}"),
+        "--rest".to_owned(),
+        rest,
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_calanque"))
-        .args([
-            "run",
-            "--data-dir",
-            data.path().to_str().unwrap(),
-            "--listen",
-            &format!("udp:{sip}"),
-            "--rest",
-            &rest,
-        ])
+        .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -48,9 +52,12 @@ async fn two_baresip_softphones_call_each_other_through_the_all_in_one() {
     .await
     .expect("calanque run started");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, data, sip)
+}
 
-    let credentials = std::fs::read_to_string(data.path().join("demo-credentials.txt")).unwrap();
-    let users: Vec<SipUser> = credentials
+fn demo_users(data: &std::path::Path) -> Vec<SipUser> {
+    std::fs::read_to_string(data.join("demo-credentials.txt"))
+        .unwrap()
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
@@ -61,10 +68,12 @@ async fn two_baresip_softphones_call_each_other_through_the_all_in_one() {
                 password: f[2].into(),
             }
         })
-        .collect();
-    let (caller, callee) = (users[0].clone(), users[1].clone());
+        .collect()
+}
 
-    // baresip's harness is blocking (threads, a TCP control socket): run it off the runtime.
+/// `caller` calls `callee` with baresip: 3 s of a 1 kHz tone each way, then hang-up; asserts
+/// packets and the heard frequency on both sides. Returns the callee's log (its SIP trace).
+async fn baresip_call(caller: SipUser, callee: SipUser, sip: SocketAddr) -> String {
     let outcome = tokio::task::spawn_blocking(move || {
         let wait = Duration::from_secs(10);
         let mut a = Baresip::start(BaresipOptions::new(Account::registered(&caller, sip))).unwrap();
@@ -84,11 +93,11 @@ async fn two_baresip_softphones_call_each_other_through_the_all_in_one() {
             b.wait_call_summary(wait).unwrap(),
         );
         let (heard_by_b, heard_by_a) = (b.received_audio().unwrap(), a.received_audio().unwrap());
-        (sa, sb, heard_by_a, heard_by_b)
+        (sa, sb, heard_by_a, heard_by_b, b.log())
     })
     .await
     .unwrap();
-    let (sa, sb, heard_by_a, heard_by_b) = outcome;
+    let (sa, sb, heard_by_a, heard_by_b, callee_log) = outcome;
     eprintln!(
         "caller {sa:?}\ncallee {sb:?}\nheard by caller {heard_by_a:?}\nheard by callee {heard_by_b:?}"
     );
@@ -105,6 +114,18 @@ async fn two_baresip_softphones_call_each_other_through_the_all_in_one() {
             "{side} heard {hz} Hz: {heard:?}"
         );
     }
+    callee_log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_baresip_softphones_call_each_other_through_the_all_in_one() {
+    let (_child, data, sip) = start_all_in_one(&[]).await;
+    let users = demo_users(data.path());
+    let callee_log = baresip_call(users[0].clone(), users[1].clone(), sip).await;
+    assert!(
+        callee_log.contains("m=audio"),
+        "the SIP trace is in the log"
+    );
 
     // The call record.
     let cdr = std::fs::read_to_string(data.path().join("cdr.jsonl")).unwrap();
@@ -125,4 +146,25 @@ async fn two_baresip_softphones_call_each_other_through_the_all_in_one() {
         "{cdr}"
     );
     assert!(record["duration_s"].as_f64().unwrap() >= 2.0, "{cdr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_the_relay_site_flows_through_the_in_process_media_relay() {
+    let first = 31000 + (testkit::process::free_port() % 200) * 10;
+    let ports = format!("{first}-{}", first + 9);
+    let (_child, data, sip) =
+        start_all_in_one(&["--media-ip", "127.0.0.1", "--media-ports", &ports]).await;
+    let users = demo_users(data.path());
+    // 1001 (town hall, direct) calls 2001 (library, relay): anchored on the relay.
+    let callee_log = baresip_call(users[0].clone(), users[2].clone(), sip).await;
+    // The offer the callee got names a relay port, not the caller's own.
+    let offered: Vec<u16> = callee_log
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("m=audio "))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(
+        offered.iter().any(|p| (first..first + 10).contains(p)),
+        "no relay port ({ports}) in the SDP the callee saw: {offered:?}"
+    );
 }

@@ -68,9 +68,10 @@ fn password() -> String {
 fn entries(phones: &[DemoPhone], realm: &str) -> anyhow::Result<Vec<Entry>> {
     let invalid = |what: &str, e| anyhow::anyhow!("demo {what}: {e:?}");
     let mut entries = Vec::new();
-    for (id, name, first, last) in [
-        ("S-1", "Town hall", "1000", "1999"),
-        ("S-2", "Library", "2000", "2999"),
+    // The library is a `Relay` site: with `--media-ip` its calls go through the media relay.
+    for (id, name, first, last, policy) in [
+        ("S-1", "Town hall", "1000", "1999", v1::MediaPolicy::Direct),
+        ("S-2", "Library", "2000", "2999", v1::MediaPolicy::Relay),
     ] {
         let site = Site::try_from(v1::Site {
             id: id.into(),
@@ -79,7 +80,7 @@ fn entries(phones: &[DemoPhone], realm: &str) -> anyhow::Result<Vec<Entry>> {
                 first: first.into(),
                 last: last.into(),
             }],
-            media_policy: v1::MediaPolicy::Direct as i32,
+            media_policy: policy as i32,
             ..Default::default()
         })
         .map_err(|e| invalid("site", e))?;

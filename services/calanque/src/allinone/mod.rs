@@ -28,6 +28,10 @@ pub struct RunOptions {
     pub trusted_networks: Vec<ipnet::IpNet>,
     /// Challenged, in order.
     pub digest_algorithms: Vec<sip_core::digest::Algorithm>,
+    /// Run the media relay in-process at this IP.
+    pub media_ip: Option<std::net::IpAddr>,
+    /// The relay's port range.
+    pub media_ports: (u16, u16),
 }
 
 /// Runs until SIGINT/SIGTERM, then drains and stops.
@@ -72,13 +76,32 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
     let edge = sip_edge::start(edge_config, store.clone(), bus.clone())
         .await
         .context("starting the SIP edge")?;
+    let media: Option<Arc<dyn media::MediaControl>> = match options.media_ip {
+        Some(ip) => {
+            let (relay, mut events) = media::start(media::MediaConfig {
+                bind_ip: ip,
+                port_first: options.media_ports.0,
+                port_last: options.media_ports.1,
+                ..Default::default()
+            })
+            .context("starting the media relay")?;
+            // Dead-media events are only logged in the all-in-one for now.
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    tracing::info!(?event, "media event");
+                }
+            });
+            Some(Arc::new(relay))
+        }
+        None => None,
+    };
     let call_control = call_control::service::start(
         call_control::service::CallControlConfig {
             instance: "all-in-one".into(),
             domain: options.realm.clone(),
             ring_timeout: Duration::from_secs(30),
             cdr_file: Some(options.data_dir.join("cdr.jsonl")),
-            media: None,
+            media,
         },
         store.clone(),
         bus.clone(),
