@@ -584,3 +584,48 @@ fn a_late_offer_is_completed_by_the_callers_ack() {
         "the caller's answer reaches the callee"
     );
 }
+
+/// Resident memory of this process, in bytes (Linux).
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn an_established_call_costs_well_under_32_kib() {
+    let (mut b2bua, t0) = core();
+    const CALLS: usize = 5_000;
+    let before = rss_bytes();
+    for i in 0..CALLS {
+        let mut invite = caller_invite();
+        let call_id = format!("mem-{i}@192.0.2.10");
+        invite.headers.set(HeaderName::CallId, call_id);
+        let out = b2bua.handle(
+            t0,
+            Input::Invite {
+                edge_id: "edge-a".into(),
+                handle: format!("h{i}"),
+                request: Box::new(invite),
+                flow: flow("edge-a", "203.0.113.5:5060"),
+                targets: Ok(vec![target(20)]),
+            },
+        );
+        let (call_ref, b_invite) = sends(&out).remove(0);
+        b2bua.handle(
+            t0,
+            Input::Result {
+                call_ref,
+                response: Box::new(answer(&b_invite, StatusCode::OK, "bob", true)),
+            },
+        );
+    }
+    assert_eq!(b2bua.live_calls(), CALLS);
+    let per_call = rss_bytes().saturating_sub(before) / CALLS;
+    eprintln!("{CALLS} established calls: ~{per_call} bytes of RSS each");
+    assert!(per_call < 32 * 1024, "{per_call} bytes per call");
+}
