@@ -86,6 +86,12 @@ pub struct RunArgs {
     /// The relay's UDP port range, `FIRST-LAST`.
     #[arg(long, default_value = "30000-30999")]
     pub media_ports: String,
+    /// Requests per second one source address may send before it is banned.
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// Token-bucket depth of that limit.
+    #[arg(long)]
+    pub rate_burst: Option<u32>,
     /// Networks exempt from flood bans (CIDR, comma-separated or repeated): phones behind one
     /// NAT address, load generators.
     #[arg(

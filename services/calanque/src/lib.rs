@@ -44,6 +44,8 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
                 None => anyhow::bail!("--media-ports wants FIRST-LAST"),
             };
             let options = allinone::RunOptions {
+                rate_limit: args.rate_limit,
+                rate_burst: args.rate_burst,
                 media_ip: args.media_ip,
                 media_ports,
                 digest_algorithms,

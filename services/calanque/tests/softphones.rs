@@ -128,7 +128,15 @@ async fn two_baresip_softphones_call_each_other_through_the_all_in_one() {
     );
 
     // The call record.
-    let cdr = std::fs::read_to_string(data.path().join("cdr.jsonl")).unwrap();
+    // (appended off the call path: allow it a moment)
+    let mut cdr = String::new();
+    for _ in 0..100 {
+        cdr = std::fs::read_to_string(data.path().join("cdr.jsonl")).unwrap_or_default();
+        if !cdr.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let record: serde_json::Value = serde_json::from_str(cdr.lines().last().unwrap()).unwrap();
     assert_eq!(record["outcome"], "answered", "{cdr}");
     assert!(

@@ -12,3 +12,4 @@ mod anchor;
 pub mod b2bua;
 pub mod dialplan;
 pub mod service;
+mod writers;

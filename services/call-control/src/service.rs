@@ -90,7 +90,14 @@ pub async fn start(
         rand::random(),
     );
     let anchoring = config.media.clone().map(crate::anchor::Anchoring::new);
+    let state = crate::writers::StateWriter::start(store.clone());
+    let cdr = config
+        .cdr_file
+        .clone()
+        .map(crate::writers::CdrWriter::start);
     let service = Service {
+        state,
+        cdr,
         anchoring,
         config,
         directory,
@@ -117,6 +124,8 @@ fn unix_secs() -> u64 {
 }
 
 struct Service {
+    state: crate::writers::StateWriter,
+    cdr: Option<crate::writers::CdrWriter>,
     anchoring: Option<crate::anchor::Anchoring>,
     config: CallControlConfig,
     directory: DirectoryCache,
@@ -266,10 +275,16 @@ impl Service {
         caller_flow: &proto::v1::Flow,
     ) -> Result<(Vec<LegTarget>, bool), (StatusCode, String)> {
         let dialed = request.uri.user.clone().unwrap_or_default();
-        let target = dialplan::route(&self.directory, caller_device, &dialed).map_err(|r| {
-            let status = StatusCode::new(r.status_code()).unwrap_or(StatusCode::NOT_FOUND);
-            (status, r.to_string())
-        })?;
+        let target = if caller_device.is_empty() {
+            // A trusted network (a gateway, the legacy PBX, a trunk): no device authenticated,
+            // so no class of service applies; it reaches internal numbers only.
+            self.route_trusted(&dialed)?
+        } else {
+            dialplan::route(&self.directory, caller_device, &dialed).map_err(|r| {
+                let status = StatusCode::new(r.status_code()).unwrap_or(StatusCode::NOT_FOUND);
+                (status, r.to_string())
+            })?
+        };
         let relay_site = |site_id: &str| {
             self.directory
                 .site(site_id)
@@ -321,6 +336,40 @@ impl Service {
             }
         }
         Ok((targets, caller_relay || callee_relay))
+    }
+
+    /// Where a call from a trusted network goes: an extension or a hunt group dialled in full.
+    fn route_trusted(&self, dialed: &str) -> Result<Target, (StatusCode, String)> {
+        if let Some(extension) = self.directory.extension(dialed) {
+            return Ok(Target::Extension {
+                number: dialed.to_owned(),
+                device_ids: extension
+                    .device_ids
+                    .iter()
+                    .map(|d| d.as_str().to_owned())
+                    .collect(),
+                site_id: extension.site_id.as_str().to_owned(),
+            });
+        }
+        if let Some(group) = self.directory.hunt_group(dialed) {
+            let device_ids = group
+                .members
+                .iter()
+                .filter_map(|number| self.directory.extension(number.as_str()))
+                .flat_map(|e| {
+                    e.device_ids
+                        .iter()
+                        .map(|d| d.as_str().to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            return Ok(Target::Extension {
+                number: dialed.to_owned(),
+                device_ids,
+                site_id: String::new(),
+            });
+        }
+        Err((StatusCode::NOT_FOUND, "no such number".into()))
     }
 
     /// A call to a trunk (a carrier, the legacy PBX): the caller's edge sends it to the
@@ -416,35 +465,20 @@ impl Service {
                 }
                 Action::Persist { call_ids, call } => {
                     let value = Bytes::from(call.encode_to_vec());
-                    let ops = call_ids
-                        .iter()
-                        .map(|id| store::Op::Put {
-                            key: call_key(id),
-                            value: value.clone(),
-                            lease: None,
-                        })
-                        .collect();
-                    if let Err(e) = self.store.txn(vec![], ops).await {
-                        // The call goes on; only a takeover of it would fail.
-                        tracing::warn!(error = %e, "established call not stored");
+                    for id in &call_ids {
+                        self.state.put(call_key(id), value.clone());
                     }
                     Ok(())
                 }
                 Action::Forget { call_ids } => {
-                    let ops = call_ids
-                        .iter()
-                        .map(|id| store::Op::Delete { key: call_key(id) })
-                        .collect();
-                    if let Err(e) = self.store.txn(vec![], ops).await {
-                        tracing::warn!(error = %e, "ended call not removed from the store");
+                    for id in &call_ids {
+                        self.state.delete(call_key(id));
                     }
                     Ok(())
                 }
                 Action::Ended(record) => {
-                    if let Some(path) = &self.config.cdr_file
-                        && let Err(e) = append_cdr(path, &record, unix_secs())
-                    {
-                        tracing::warn!(error = %e, path = %path.display(), "CDR not written");
+                    if let Some(cdr) = &self.cdr {
+                        cdr.append(cdr_line(&record, unix_secs()));
                     }
                     tracing::info!(
                         call_id = %record.call_id,
@@ -509,19 +543,13 @@ impl Service {
     }
 }
 
-/// Appends one call record as a JSON line and syncs it: a CDR must survive a crash right after
-/// the call (billing and the city's call statistics read this file).
-fn append_cdr(
-    path: &std::path::Path,
-    record: &crate::b2bua::CallRecord,
-    now_unix: u64,
-) -> std::io::Result<()> {
-    use std::io::Write as _;
+/// One call record as a JSON line (ADR 0013).
+fn cdr_line(record: &crate::b2bua::CallRecord, now_unix: u64) -> String {
     let duration = record
         .answered
         .map(|answered| record.ended.saturating_sub(answered).as_secs_f64())
         .unwrap_or(0.0);
-    let line = serde_json::json!({
+    serde_json::json!({
         "ended_unix": now_unix,
         "call_id": record.call_id,
         "caller": record.caller,
@@ -530,11 +558,6 @@ fn append_cdr(
         "status": record.status,
         "answered": record.answered.is_some(),
         "duration_s": (duration * 1000.0).round() / 1000.0,
-    });
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    writeln!(file, "{line}")?;
-    file.sync_data()
+    })
+    .to_string()
 }

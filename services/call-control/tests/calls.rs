@@ -60,11 +60,15 @@ async fn call_control_with(
 }
 
 async fn setup() -> Setup {
-    setup_with(None, false).await
+    setup_with(None, false, false).await
 }
 
 /// etcd with the small city (site S-1 relayed when `relay`), an edge, and cc-1 (with `media`).
-async fn setup_with(media: Option<Arc<dyn media::MediaControl>>, relay: bool) -> Setup {
+async fn setup_with(
+    media: Option<Arc<dyn media::MediaControl>>,
+    relay: bool,
+    trust_loopback: bool,
+) -> Setup {
     let etcd = tokio::task::spawn_blocking(EtcdServer::start)
         .await
         .unwrap()
@@ -81,6 +85,9 @@ async fn setup_with(media: Option<Arc<dyn media::MediaControl>>, relay: bool) ->
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
     let mut config = sip_edge::EdgeConfig::new("edge-1", REALM, [9; 32]);
     config.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];
+    if trust_loopback {
+        config.protection.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    }
     let edge = sip_edge::start(config, store.clone(), bus.clone())
         .await
         .unwrap();
@@ -198,13 +205,22 @@ async fn another_replica_takes_over_an_established_call_when_the_first_dies() {
     alice.send(ack.as_bytes()).await;
 
     // The established call is in the store under both Call-IDs.
-    let stored = setup
-        .store
-        .list_prefix("calanque/v1/calls/")
-        .await
-        .unwrap()
-        .0;
-    assert_eq!(stored.len(), 2, "one key per leg");
+    // (written off the call path: allow it a moment)
+    let mut stored = 0;
+    for _ in 0..100 {
+        stored = setup
+            .store
+            .list_prefix("calanque/v1/calls/")
+            .await
+            .unwrap()
+            .0
+            .len();
+        if stored == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored, 2, "one key per leg");
 
     // cc-1 dies; cc-2 starts. Alice hangs up: cc-2 takes the call over from the store.
     let _cc2 = call_control("cc-2", &setup.store, &setup.bus).await;
@@ -268,7 +284,7 @@ async fn a_relay_site_call_goes_through_the_media_relay_both_ways() {
         ..Default::default()
     })
     .unwrap();
-    let setup = setup_with(Some(Arc::new(relay)), true).await;
+    let setup = setup_with(Some(Arc::new(relay)), true, false).await;
     let sip = edge_addr(&setup);
 
     let alice_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -367,5 +383,36 @@ async fn national_and_emergency_calls_leave_through_the_trunk_even_when_barred()
     let bye = carol.in_dialog(&answered, "BYE", 3);
     carol.send(bye.as_bytes()).await;
     assert_eq!(carol.response(false).await.status, StatusCode::OK);
+    setup.edge.drain().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_gateway_reaches_extensions_without_a_device() {
+    let setup = setup_with(None, false, true).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
+    bob.register().await;
+    // The legacy PBX's gateway: trusted, unauthenticated, no device in the directory.
+    let gateway = Phone::new("gateway", "-", REALM, edge_addr(&setup)).await;
+    let invite = format!(
+        "INVITE sip:1002@{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-gw1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:0612345678@legacy.pbx>;tag=gw\r\nTo: <sip:1002@{REALM}>\r\n\
+         Call-ID: gw-1@legacy\r\nCSeq: 1 INVITE\r\nContact: <sip:gw@{}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP_OFFER}",
+        gateway.local,
+        gateway.local,
+        SDP_OFFER.len()
+    );
+    gateway.send(invite.as_bytes()).await;
+    let ringing = bob.request().await;
+    assert_eq!(ringing.method, Method::Invite);
+    bob.reply(&ringing, StatusCode::OK, "bob").await;
+    assert_eq!(gateway.response(false).await.status, StatusCode::OK);
+    // An unknown number from the gateway: 404.
+    let unknown = invite
+        .replace("sip:1002@", "sip:1999@")
+        .replace("gw-1@legacy", "gw-2@legacy")
+        .replace("z9hG4bK-gw1", "z9hG4bK-gw2");
+    gateway.send(unknown.as_bytes()).await;
+    assert_eq!(gateway.response(false).await.status, StatusCode::NOT_FOUND);
     setup.edge.drain().await;
 }

@@ -590,7 +590,7 @@ impl Engine {
         let fail = |this: &mut Self, request: &Request, status, reason: &str| {
             let mut response = build_response(request, status, None);
             response.reason = reason.to_owned();
-            response.headers.remove_first(&HeaderName::Via);
+            response.headers.remove_top_via();
             this.publish_result(&call_ref, &reply_subject, &response);
         };
         if request.method == Method::Cancel {
@@ -647,7 +647,7 @@ impl Engine {
             return;
         };
         // Our Via is ours alone: call-control's copy of the request never had it.
-        response.headers.remove_first(&HeaderName::Via);
+        response.headers.remove_top_via();
         let (call_ref, subject) = (outgoing.call_ref.clone(), outgoing.reply_subject.clone());
         self.publish_result(&call_ref, &subject, &response);
     }
@@ -659,7 +659,7 @@ impl Engine {
         };
         let mut response = build_response(&outgoing.request, status, None);
         response.reason = reason.to_owned();
-        response.headers.remove_first(&HeaderName::Via);
+        response.headers.remove_top_via();
         let (call_ref, subject) = (outgoing.call_ref.clone(), outgoing.reply_subject.clone());
         self.publish_result(&call_ref, &subject, &response);
     }

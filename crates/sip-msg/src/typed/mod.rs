@@ -77,6 +77,22 @@ impl Headers {
         true
     }
 
+    /// Removes the topmost Via value (a proxy's own, from a response, §16.7 step 3): only that
+    /// value when the first Via line lists several (`Via: a, b`, §7.3.1), else the whole line.
+    /// False when there is no Via.
+    pub fn remove_top_via(&mut self) -> bool {
+        let Some(line) = self.first_value_mut(&HeaderName::Via) else {
+            return false;
+        };
+        if let Some(comma) = first_top_level_comma(line) {
+            let rest = line[comma + 1..].trim_start().to_owned();
+            *line = rest;
+            return true;
+        }
+        self.remove_first(&HeaderName::Via);
+        true
+    }
+
     pub fn cseq(&self) -> Result<Option<CSeq>, HeaderError> {
         self.single(HeaderName::CSeq, CSeq::parse)
     }
@@ -153,5 +169,32 @@ mod tests {
         assert_eq!(vias[1].branch(), Some("z9hG4bK2"));
         assert_eq!(vias[2].branch(), Some("z9hG4bK3"));
         assert!(!Headers::new().replace_top_via(&top));
+    }
+}
+
+#[cfg(test)]
+mod remove_top_via_tests {
+    use crate::{HeaderName, Headers};
+
+    #[test]
+    fn removes_one_value_of_a_comma_list_or_the_whole_line() {
+        let mut h = Headers::new();
+        h.push(
+            HeaderName::Via,
+            "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2",
+        );
+        h.push(HeaderName::Via, "SIP/2.0/UDP c;branch=z9hG4bK3");
+        assert!(h.remove_top_via());
+        assert_eq!(
+            h.get(&HeaderName::Via),
+            Some("SIP/2.0/UDP b;branch=z9hG4bK2")
+        );
+        assert!(h.remove_top_via());
+        assert_eq!(
+            h.get(&HeaderName::Via),
+            Some("SIP/2.0/UDP c;branch=z9hG4bK3")
+        );
+        assert!(h.remove_top_via());
+        assert!(!h.remove_top_via());
     }
 }

@@ -28,6 +28,9 @@ pub struct RunOptions {
     pub trusted_networks: Vec<ipnet::IpNet>,
     /// Challenged, in order.
     pub digest_algorithms: Vec<sip_core::digest::Algorithm>,
+    /// Per-source request rate and burst before a ban (the edge's defaults when `None`).
+    pub rate_limit: Option<u32>,
+    pub rate_burst: Option<u32>,
     /// Run the media relay in-process at this IP.
     pub media_ip: Option<std::net::IpAddr>,
     /// The relay's port range.
@@ -70,6 +73,12 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
         sip_edge::EdgeConfig::new("all-in-one", &options.realm, key32(&nonce_key)?);
     edge_config.listen = options.listen.clone();
     edge_config.protection.trusted_networks = options.trusted_networks.clone();
+    if let Some(rate) = options.rate_limit {
+        edge_config.protection.rate_per_second = rate;
+    }
+    if let Some(burst) = options.rate_burst {
+        edge_config.protection.burst = burst;
+    }
     if !options.digest_algorithms.is_empty() {
         edge_config.digest_algorithms = options.digest_algorithms.clone();
     }
