@@ -41,11 +41,14 @@ SCENARIO="$ROOT/e2e/sipp/register_bench.xml"
 BIN="$ROOT/target/release"
 EDGE="$BIN/calanque-sip-edge"
 
-say() { printf '[bench-register] %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+
+BENCH_NAME=bench-register
+WORK=""
+PIDS=()
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
 # --- prerequisites -------------------------------------------------------------------------
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 KAMAILIO="$(command -v kamailio || true)"
 [ -n "$KAMAILIO" ] || { [ -x /usr/sbin/kamailio ] && KAMAILIO=/usr/sbin/kamailio; } || true
 if [ -z "$KAMAILIO" ]; then
@@ -61,86 +64,6 @@ done
 
 WORK="$(mktemp -d -t calanque-bench-register-XXXXXX)"
 PIDS=()
-cleanup() {
-    local status=$?
-    stop_all
-    if [ "${KEEP_WORKDIR:-0}" = 1 ] || [ "$status" -ne 0 ]; then
-        say "work directory kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-# Stops every process this script started (Kamailio as a process group: it forks workers).
-stop_all() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-stop_one() {
-    local pid="$1" rest=()
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || rest+=("$p"); done
-    PIDS=("${rest[@]}")
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket
-while True:
-    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", p)); break
-    except OSError:
-        pass
-    finally:
-        u.close(); t.close()
-print(p)'
-}
-
-# sip_ping <port>: one OPTIONS over UDP, success on a 200 within 0.5 s.
-sip_ping() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-port = int(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 0)); s.settimeout(0.5)
-lp = s.getsockname()[1]
-msg = (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-       f"Via: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-ping-{lp};rport\r\n"
-       "Max-Forwards: 70\r\n"
-       f"From: <sip:ping@127.0.0.1>;tag=ping{lp}\r\nTo: <sip:127.0.0.1:{port}>\r\n"
-       f"Call-ID: ping-{lp}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-s.sendto(msg.encode(), ("127.0.0.1", port))
-try:
-    data, _ = s.recvfrom(4096)
-except socket.timeout:
-    sys.exit(1)
-sys.exit(0 if data.startswith(b"SIP/2.0 200") else 1)
-EOF
-}
-
-# wait_for <what> <pid> <command…>: polls every 0.1 s within READY_SECONDS; fails early if the
-# process died.
-wait_for() {
-    local what="$1" pid="$2"
-    shift 2
-    for _ in $(seq $((READY_SECONDS * 10))); do
-        if "$@" >/dev/null 2>&1; then
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || die "$what exited; log in $WORK"
-        sleep 0.1
-    done
-    die "$what not ready after ${READY_SECONDS}s; log in $WORK"
-}
 
 # Pinning: with 4 CPUs or more SIPp gets the last one and the server the others; with fewer
 # both share every CPU (the figures then include SIPp's own cost).
