@@ -164,6 +164,7 @@ impl Call {
             callee_tag: leg.remote_tag.clone().unwrap_or_default(),
             callee_remote_contact: leg.remote_contact.clone().unwrap_or_default(),
             callee_cseq: leg.cseq,
+            ..EstablishedCall::default()
         })
     }
 

@@ -43,6 +43,21 @@ pub struct EstablishedCall {
     /// Our last CSeq in the callee's dialog.
     #[prost(uint32, tag = "12")]
     pub callee_cseq: u32,
+    /// The media relay session anchoring the call, or 0 for direct media. Written by the
+    /// service (anchoring is outside the core) so that the replica taking the call over
+    /// rewrites later SDP bodies and releases the session at hang-up.
+    #[prost(uint64, tag = "13")]
+    pub media_session: u64,
+    /// The media replica owning the session (its control subject's id; empty in-process).
+    #[prost(string, tag = "14")]
+    pub media_owner: String,
+    /// The relay's address facing the caller.
+    #[prost(string, tag = "15")]
+    pub media_leg_a: String,
+    /// The relay's address facing the callee.
+    #[prost(string, tag = "16")]
+    pub media_leg_b: String,
+    // Tags 20 and up: session timer state (RFC 4028).
 }
 
 /// The store key of a call under one of its Call-IDs ('/' and '%' escaped).
