@@ -2,6 +2,11 @@
 //! processes (the release binaries an operator deploys) over a real nats-server and a real
 //! etcd. Two phones register through the edge and call each other; the callee hangs up.
 //! Binaries beside this package's: `cargo test --workspace` builds them.
+//!
+//! The takeover test runs every service as its own process (directory, edge, media, two
+//! call-control replicas) and kills (SIGKILL) the call-control process that set up a relayed
+//! call while RTP flows: the media keeps flowing and the hang-up completes through the other
+//! replica, which also releases the relay session.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,6 +45,40 @@ fn spawn(binary: &str, args: &[&str]) -> Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap()
+}
+
+/// Starts a service and waits (at most 30 s) until it logs `ready_line` (its readiness line:
+/// subscriptions made, caches loaded).
+async fn spawn_ready(binary: &str, args: &[&str], ready_line: &str) -> Child {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = Command::new(sibling(binary))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        // The directory's admin API needs a token (unused here; only the directory reads it).
+        .env(
+            "CALANQUE_DIRECTORY_TOKEN",
+            "cluster-test-admin-token-0123456789abcdef",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(ready_line) {
+                return;
+            }
+        }
+        panic!("{binary} exited before logging {ready_line:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{binary} did not log {ready_line:?} within 30 s"));
+    // Keep reading so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
 }
 
 /// OPTIONS until the edge answers (it is up, with its directory and location loaded).
@@ -182,4 +221,326 @@ async fn a_call_through_separate_edge_and_call_control_processes() {
     let bye = alice.request().await;
     assert_eq!(bye.method, Method::Bye);
     assert_eq!(bye.headers.call_id(), answered.headers.call_id());
+}
+
+/// An RTP packet (version 2, PCMU, 20 ms) with this sequence number and SSRC.
+fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut packet = vec![0x80, 0x00];
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    packet.extend_from_slice(&ssrc.to_be_bytes());
+    packet.extend(std::iter::repeat_n(0xD5u8, 160));
+    packet
+}
+
+fn sdp_for(port: u16) -> String {
+    format!(
+        "v=0\r\no=p 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n"
+    )
+}
+
+fn sdp_port(body: &[u8]) -> u16 {
+    let text = std::str::from_utf8(body).unwrap();
+    let m = text.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+    m.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Arrival times of the RTP packets one phone receives, collected until `stop`.
+async fn receive_rtp(
+    socket: Arc<tokio::net::UdpSocket>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::time::Instant> {
+    let mut arrivals = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    while !*stop.borrow() {
+        if let Ok(Ok((172, _))) =
+            tokio::time::timeout(Duration::from_millis(50), socket.recv_from(&mut buf)).await
+        {
+            arrivals.push(tokio::time::Instant::now());
+        }
+    }
+    arrivals
+}
+
+/// The longest silence between consecutive arrivals.
+fn longest_gap(arrivals: &[tokio::time::Instant]) -> Duration {
+    arrivals
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(Duration::MAX)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_call_control_process_of_a_relayed_call_keeps_media_and_the_hang_up_works() {
+    use call_control::b2bua::{EstablishedCall, call_key};
+    use media::MediaControl as _;
+    use prost::Message as _;
+
+    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let nats = tokio::task::spawn_blocking(NatsServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        EtcdStore::connect(&EtcdConfig::new([etcd.endpoint()]))
+            .await
+            .unwrap(),
+    );
+    test_phone::directory::seed_small_city(&store, REALM).await;
+    test_phone::directory::set_media_policy(&store, "S-1", true).await;
+
+    // Every service as its own process.
+    let etcd_url = etcd.endpoint();
+    let nats_url = nats.url();
+    let rest = format!("127.0.0.1:{}", testkit::process::free_port());
+    let grpc = format!("127.0.0.1:{}", testkit::process::free_port());
+    let _directory = spawn_ready(
+        "calanque-directory",
+        &[
+            "--store",
+            &format!("etcd:{etcd_url}"),
+            "--bus",
+            &nats_url,
+            "--rest",
+            &rest,
+            "--grpc",
+            &grpc,
+            "--realm",
+            REALM,
+        ],
+        "REST API listening",
+    )
+    .await;
+    let first_port = 24_000 + 2 * (testkit::process::free_port() % 500);
+    let ports = format!("{first_port}-{}", first_port + 99);
+    let relay_ports = first_port..=first_port + 99;
+    let _media = spawn_ready(
+        "calanque-media",
+        &[
+            "--nats",
+            &nats_url,
+            "--media-id",
+            "media-k",
+            "--ports",
+            &ports,
+        ],
+        "media relay ready",
+    )
+    .await;
+    let sip: SocketAddr = format!("127.0.0.1:{}", testkit::process::free_port())
+        .parse()
+        .unwrap();
+    let _edge = spawn(
+        "calanque-sip-edge",
+        &[
+            "--edge-id",
+            "edge-k",
+            "--listen",
+            &format!("udp:{sip}"),
+            "--etcd",
+            &etcd_url,
+            "--nats",
+            &nats_url,
+            "--realm",
+            REALM,
+            "--nonce-key",
+            &"22".repeat(32),
+        ],
+    );
+    let cc_args = |instance: &'static str| -> Vec<String> {
+        [
+            "--instance",
+            instance,
+            "--etcd",
+            &etcd_url,
+            "--nats",
+            &nats_url,
+            "--domain",
+            REALM,
+            "--media-relay",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let args_1 = cc_args("cc-1");
+    let mut cc_1 = spawn_ready(
+        "calanque-call-control",
+        &args_1.iter().map(String::as_str).collect::<Vec<_>>(),
+        "call-control ready",
+    )
+    .await;
+    wait_for_edge(sip).await;
+
+    // A call anchored on the relay, set up by cc-1 (the only replica so far).
+    let alice_rtp = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let bob_rtp = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let mut alice = Phone::new("user1", "pw1", REALM, sip).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, sip).await;
+    alice.register().await;
+    bob.register().await;
+    let mut invite = None;
+    let mut call_id = String::new();
+    for attempt in 0..20 {
+        call_id = format!("takeover-{attempt}@alice");
+        let offer = sdp_for(alice_rtp.local_addr().unwrap().port());
+        alice.call_with_sdp("1002", &call_id, &offer).await;
+        let outcome = tokio::time::timeout(Duration::from_secs(3), async {
+            tokio::select! {
+                request = bob.request() => Ok(request),
+                response = alice.response(false) => Err(response),
+            }
+        })
+        .await
+        .expect("neither the callee rang nor the caller got an answer");
+        match outcome {
+            Ok(request) => {
+                invite = Some(request);
+                break;
+            }
+            // call-control's location cache has not seen Bob's binding yet.
+            Err(response) => {
+                assert_eq!(response.status, StatusCode::TEMPORARILY_UNAVAILABLE);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let invite = invite.expect("the callee rang");
+    let relay_for_bob = sdp_port(&invite.body);
+    assert!(relay_ports.contains(&relay_for_bob), "{relay_for_bob}");
+    let bob_sdp = sdp_for(bob_rtp.local_addr().unwrap().port());
+    bob.reply_with_sdp(&invite, StatusCode::OK, "b", &bob_sdp)
+        .await;
+    let answered = alice.response(false).await;
+    assert_eq!(answered.status, StatusCode::OK);
+    let relay_for_alice = sdp_port(&answered.body);
+    assert!(relay_ports.contains(&relay_for_alice), "{relay_for_alice}");
+    let ack = alice.in_dialog(&answered, "ACK", 2);
+    alice.send(ack.as_bytes()).await;
+    assert_eq!(bob.request().await.method, Method::Ack);
+
+    // The stored call names its relay session and the media replica owning it.
+    let mut snapshot = None;
+    for _ in 0..100 {
+        if let Some(kv) = store.get(&call_key(&call_id)).await.unwrap() {
+            snapshot = Some(EstablishedCall::decode(kv.value).unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let snapshot = snapshot.expect("the established call is stored");
+    assert_ne!(
+        snapshot.media_session, 0,
+        "the relay session is in the snapshot"
+    );
+    assert_eq!(snapshot.media_owner, "media-k");
+    let session = media::relay::SessionId(snapshot.media_session);
+
+    // Both phones talk, 20 ms packets, through the relay.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let to_alice = tokio::spawn(receive_rtp(alice_rtp.clone(), stop_rx.clone()));
+    let to_bob = tokio::spawn(receive_rtp(bob_rtp.clone(), stop_rx.clone()));
+    let talk = {
+        let (alice_rtp, bob_rtp) = (alice_rtp.clone(), bob_rtp.clone());
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut sent = 0u16;
+            while !*stop.borrow() && sent < 1_000 {
+                tick.tick().await;
+                let (packet_a, packet_b) = (rtp(sent, 0xA), rtp(sent, 0xB));
+                let a = alice_rtp.send_to(&packet_a, ("127.0.0.1", relay_for_alice));
+                let b = bob_rtp.send_to(&packet_b, ("127.0.0.1", relay_for_bob));
+                let (a, b) = tokio::join!(a, b);
+                a.unwrap();
+                b.unwrap();
+                sent += 1;
+            }
+            sent
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A second replica joins; then cc-1 is killed outright (no drain, no goodbye).
+    let args_2 = cc_args("cc-2");
+    let _cc_2 = spawn_ready(
+        "calanque-call-control",
+        &args_2.iter().map(String::as_str).collect::<Vec<_>>(),
+        "call-control ready",
+    )
+    .await;
+    cc_1.start_kill().unwrap();
+    let status = cc_1.wait().await.unwrap();
+    assert!(!status.success(), "cc-1 was killed: {status}");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+
+    // Alice hangs up: cc-2 takes the call over from the store, Bob gets the BYE.
+    let bye = alice.in_dialog(&answered, "BYE", 3);
+    alice.send(bye.as_bytes()).await;
+    let ok = alice.response(false).await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+    let bye = bob.request().await;
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(bye.headers.call_id(), invite.headers.call_id());
+    bob.reply(&bye, StatusCode::OK, "b").await;
+    stop_tx.send(true).unwrap();
+    let sent = talk.await.unwrap();
+    let (to_alice, to_bob) = (to_alice.await.unwrap(), to_bob.await.unwrap());
+
+    // Media never stopped while cc-1 died and cc-2 took over.
+    let (gap_a, gap_b) = (longest_gap(&to_alice), longest_gap(&to_bob));
+    eprintln!(
+        "sent {sent} each way; received {} by Alice, {} by Bob; longest silence {gap_a:?} / {gap_b:?}",
+        to_alice.len(),
+        to_bob.len()
+    );
+    assert!(sent >= 50, "the phones talked through the takeover: {sent}");
+    for (who, got, gap) in [("Alice", &to_alice, gap_a), ("Bob", &to_bob, gap_b)] {
+        assert!(
+            got.len() as u64 + 5 >= u64::from(sent),
+            "{who} received {} of {sent}",
+            got.len()
+        );
+        assert!(
+            gap < Duration::from_millis(250),
+            "{who}: media stopped for {gap:?}"
+        );
+    }
+
+    // cc-2 released the relay session it adopted, and removed the stored call.
+    let bus = bus::nats::NatsBus::connect(bus::nats::NatsOptions::new(
+        "takeover-test",
+        vec![nats_url.clone()],
+    ))
+    .await
+    .unwrap();
+    let client = media::MediaClient::new(Arc::new(bus), Duration::from_secs(2));
+    client.adopt(session, "media-k");
+    let mut released = false;
+    for _ in 0..50 {
+        if client.stats(session).await.is_err() {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(released, "the relay session was released at hang-up");
+    let mut left = usize::MAX;
+    for _ in 0..50 {
+        left = store
+            .list_prefix("calanque/v1/calls/")
+            .await
+            .unwrap()
+            .0
+            .len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "the ended call was removed from the store");
 }

@@ -12,6 +12,8 @@ use bytes::Bytes;
 use media::relay::{Leg, LegOptions, SessionId};
 use media::{AllocateRequest, MediaControl};
 
+use crate::b2bua::EstablishedCall;
+
 /// One anchored call.
 #[derive(Debug, Clone)]
 struct Anchor {
@@ -128,6 +130,54 @@ impl Anchoring {
         let ip: IpAddr = relay.ip();
         sdp::with_connection(&mut description, ip, &ports).ok()?;
         Some(Bytes::from(description.to_bytes()))
+    }
+
+    /// Writes the call's relay session into its snapshot (by the caller's Call-ID), so that a
+    /// replica taking the call over keeps rewriting its SDP and releases the session at the end.
+    pub(crate) fn describe(&self, caller_call_id: &str, snapshot: &mut EstablishedCall) {
+        let Some(anchor) = self.anchors.get(caller_call_id) else {
+            return;
+        };
+        snapshot.media_session = anchor.session.0;
+        snapshot.media_owner = self.media.owner(anchor.session).unwrap_or_default();
+        snapshot.media_leg_a = anchor.leg_a.to_string();
+        snapshot.media_leg_b = anchor.leg_b.to_string();
+    }
+
+    /// Takes over the relay session of a call restored from the store (see [`Self::describe`]).
+    /// Returns whether the snapshot named one.
+    pub(crate) fn adopt(&mut self, snapshot: &EstablishedCall) -> bool {
+        if snapshot.media_session == 0 {
+            return false;
+        }
+        let call_id_of = |invite: &[u8]| match sip_msg::parse_datagram(invite) {
+            Ok(sip_msg::SipMessage::Request(r)) => r.headers.call_id().map(str::to_owned),
+            _ => None,
+        };
+        let (Some(caller), Some(callee), Ok(leg_a), Ok(leg_b)) = (
+            call_id_of(&snapshot.caller_invite),
+            call_id_of(&snapshot.callee_invite),
+            snapshot.media_leg_a.parse::<SocketAddr>(),
+            snapshot.media_leg_b.parse::<SocketAddr>(),
+        ) else {
+            tracing::warn!("stored call names a relay session but not its legs: not adopted");
+            return false;
+        };
+        let session = SessionId(snapshot.media_session);
+        if !snapshot.media_owner.is_empty() {
+            self.media.adopt(session, &snapshot.media_owner);
+        }
+        self.anchors.insert(
+            caller.clone(),
+            Anchor {
+                session,
+                leg_a,
+                leg_b,
+            },
+        );
+        self.sides.insert(caller.clone(), (caller.clone(), Leg::A));
+        self.sides.insert(callee, (caller, Leg::B));
+        true
     }
 
     /// The call ended: release its relay session.

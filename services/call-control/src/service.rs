@@ -253,7 +253,11 @@ impl Service {
             Ok(Some(kv)) => match EstablishedCall::decode(kv.value) {
                 Ok(snapshot) => {
                     if self.core.restore(now(), &snapshot) {
-                        tracing::info!(%call_id, "took over an established call from the store");
+                        let relayed = self
+                            .anchoring
+                            .as_mut()
+                            .is_some_and(|anchoring| anchoring.adopt(&snapshot));
+                        tracing::info!(%call_id, relayed, "took over an established call from the store");
                     }
                 }
                 Err(e) => tracing::warn!(%call_id, error = %e, "undecodable stored call"),
@@ -463,7 +467,12 @@ impl Service {
                     )
                     .await
                 }
-                Action::Persist { call_ids, call } => {
+                Action::Persist { call_ids, mut call } => {
+                    if let (Some(anchoring), Some(caller_call_id)) =
+                        (self.anchoring.as_ref(), call_ids.first())
+                    {
+                        anchoring.describe(caller_call_id, &mut call);
+                    }
                     let value = Bytes::from(call.encode_to_vec());
                     for id in &call_ids {
                         self.state.put(call_key(id), value.clone());

@@ -765,6 +765,14 @@ impl MediaControl for MediaClient {
         Ok(self.allocate_remote(request).await?.allocation)
     }
 
+    fn owner(&self, session: SessionId) -> Option<String> {
+        MediaClient::owner(self, session)
+    }
+
+    fn adopt(&self, session: SessionId, owner: &str) {
+        MediaClient::adopt(self, session, owner);
+    }
+
     async fn update(
         &self,
         session: SessionId,

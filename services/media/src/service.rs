@@ -132,6 +132,14 @@ pub trait MediaControl: Send + Sync + std::fmt::Debug {
     ) -> Result<(), MediaError>;
     /// Back to relaying the other leg's RTP to `leg`.
     async fn stop_playback(&self, session: SessionId, leg: Leg) -> Result<(), MediaError>;
+    /// Which media replica owns `session`, for a call-control replica that stores the call so
+    /// another one can take it over; `None` when there is only one (in-process).
+    fn owner(&self, _session: SessionId) -> Option<String> {
+        None
+    }
+    /// Routes `session` to replica `owner` from now on (taking over a call another call-control
+    /// replica anchored). In-process there is nothing to route.
+    fn adopt(&self, _session: SessionId, _owner: &str) {}
 }
 
 enum Command {
