@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "calanque/v1/bus.proto",
         "calanque/v1/edge.proto",
         "calanque/v1/media.proto",
+        "calanque/v1/calls.proto",
     ]
     .map(|f| root.join(f));
     for file in &files {

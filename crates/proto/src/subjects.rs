@@ -81,6 +81,10 @@ pub fn media_control(media_id: &str) -> String {
 /// relays for call-control.
 pub const MEDIA_EVENTS: &str = "calanque.v1.media.events";
 
+/// `calanque.v1.calls.records`: [`crate::v1::CallRecord`], one per ended call, published by
+/// call-control (ADR 0013).
+pub const CALL_RECORDS: &str = "calanque.v1.calls.records";
+
 /// Full protobuf type names, the values of [`TYPE_HEADER`].
 pub mod types {
     /// [`crate::v1::DirectoryChange`].
@@ -109,6 +113,8 @@ pub mod types {
     pub const MEDIA_REPLY: &str = "calanque.v1.MediaReply";
     /// [`crate::v1::MediaEvent`].
     pub const MEDIA_EVENT: &str = "calanque.v1.MediaEvent";
+    /// [`crate::v1::CallRecord`].
+    pub const CALL_RECORD: &str = "calanque.v1.CallRecord";
 }
 
 /// Every entry kind that has a subject token, in the proto's order.
@@ -187,6 +193,7 @@ mod tests {
             MEDIA_ALLOCATE.to_owned(),
             media_control("media-1"),
             MEDIA_EVENTS.to_owned(),
+            CALL_RECORDS.to_owned(),
         ];
         subjects.extend(ENTRY_KINDS.iter().filter_map(|k| directory_changed(*k)));
         subjects
@@ -195,7 +202,7 @@ mod tests {
     #[test]
     fn every_publish_subject_is_a_valid_versioned_nats_subject() {
         let subjects = all_subjects();
-        assert_eq!(subjects.len(), 9 + ENTRY_KINDS.len());
+        assert_eq!(subjects.len(), 10 + ENTRY_KINDS.len());
         for subject in subjects {
             assert!(is_valid_subject(&subject, false), "{subject}");
             assert!(subject.starts_with("calanque.v1."), "{subject}");
@@ -259,6 +266,7 @@ mod tests {
         assert_eq!(types::MEDIA_REQUEST, crate::v1::MediaRequest::full_name());
         assert_eq!(types::MEDIA_REPLY, crate::v1::MediaReply::full_name());
         assert_eq!(types::MEDIA_EVENT, crate::v1::MediaEvent::full_name());
+        assert_eq!(types::CALL_RECORD, crate::v1::CallRecord::full_name());
     }
 
     #[test]

@@ -11,5 +11,6 @@
 mod anchor;
 pub mod b2bua;
 pub mod dialplan;
+mod records;
 pub mod service;
 mod writers;

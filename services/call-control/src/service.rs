@@ -96,6 +96,7 @@ pub async fn start(
         .clone()
         .map(crate::writers::CdrWriter::start);
     let service = Service {
+        records: crate::records::CallContexts::default(),
         state,
         cdr,
         anchoring,
@@ -115,6 +116,14 @@ fn now() -> Instant {
     Instant::now()
 }
 
+#[allow(clippy::disallowed_methods)] // wall time for call records
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 #[allow(clippy::disallowed_methods)] // wall time for binding expiry, shared between machines
 fn unix_secs() -> u64 {
     std::time::SystemTime::now()
@@ -123,7 +132,19 @@ fn unix_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where a new call goes.
+struct Resolved {
+    /// The registered contacts to ring (or the trunk).
+    targets: Vec<LegTarget>,
+    /// Whether the call's media goes through the relay (the caller's or the callee's site
+    /// wants it).
+    relay: bool,
+    /// The site of the extension called ("" for trunks and hunt groups).
+    callee_site: String,
+}
+
 struct Service {
+    records: crate::records::CallContexts,
     state: crate::writers::StateWriter,
     cdr: Option<crate::writers::CdrWriter>,
     anchoring: Option<crate::anchor::Anchoring>,
@@ -206,11 +227,27 @@ impl Service {
             };
             return self.core.handle(now(), input);
         }
-        let (targets, relay) = match self.resolve(&edge_request.device_id, &request, &flow) {
-            Ok((targets, relay)) => (Ok(targets), relay),
-            Err(refusal) => (Err(refusal), false),
-        };
         let call_id = request.headers.call_id().unwrap_or_default().to_owned();
+        let mut context = crate::records::CallContext {
+            caller_site: self
+                .directory
+                .device(&edge_request.device_id)
+                .map(|d| d.site_id.as_str().to_owned())
+                .unwrap_or_default(),
+            started_unix_ms: Some(unix_ms()),
+            ..Default::default()
+        };
+        let (targets, relay) = match self.resolve(&edge_request.device_id, &request, &flow) {
+            Ok(resolved) => {
+                context.callee_site = resolved.callee_site;
+                (Ok(resolved.targets), resolved.relay)
+            }
+            Err(refusal) => {
+                context.cause = refusal.1.clone();
+                (Err(refusal), false)
+            }
+        };
+        self.records.begin(&call_id, context);
         if relay
             && targets.as_ref().is_ok_and(|t| !t.is_empty())
             && let Some(anchoring) = self.anchoring.as_mut()
@@ -253,6 +290,14 @@ impl Service {
             Ok(Some(kv)) => match EstablishedCall::decode(kv.value) {
                 Ok(snapshot) => {
                     if self.core.restore(now(), &snapshot) {
+                        let caller_call_id = match sip_msg::parse_datagram(&snapshot.caller_invite)
+                        {
+                            Ok(SipMessage::Request(invite)) => {
+                                invite.headers.call_id().unwrap_or_default().to_owned()
+                            }
+                            _ => String::new(),
+                        };
+                        self.records.adopt(&caller_call_id, &snapshot);
                         let relayed = self
                             .anchoring
                             .as_mut()
@@ -270,14 +315,12 @@ impl Service {
     }
 
     /// Where an INVITE goes: the registered contacts of the target's devices, or why not.
-    /// With the targets: whether the call's media goes through the relay (the caller's or the
-    /// callee's site wants it).
     fn resolve(
         &self,
         caller_device: &str,
         request: &Request,
         caller_flow: &proto::v1::Flow,
-    ) -> Result<(Vec<LegTarget>, bool), (StatusCode, String)> {
+    ) -> Result<Resolved, (StatusCode, String)> {
         let dialed = request.uri.user.clone().unwrap_or_default();
         let target = if caller_device.is_empty() {
             // A trusted network (a gateway, the legacy PBX, a trunk): no device authenticated,
@@ -298,20 +341,24 @@ impl Service {
             .directory
             .device(caller_device)
             .is_some_and(|d| relay_site(d.site_id.as_str()));
-        let (device_ids, callee_relay): (Vec<String>, bool) = match target {
+        let (device_ids, callee_site): (Vec<String>, String) = match target {
             Target::Extension {
                 device_ids,
                 site_id,
                 ..
-            } => (device_ids, relay_site(&site_id)),
+            } => (device_ids, site_id),
             Target::HuntGroup { members, .. } => (
                 // Every member at once until hunting strategies are built.
                 members.into_iter().flat_map(|m| m.device_ids).collect(),
-                false,
+                String::new(),
             ),
             Target::Trunk { trunk, number, .. } | Target::Emergency { trunk, number, .. } => {
                 let target = self.trunk_target(&trunk, &number, caller_flow)?;
-                return Ok((vec![target], caller_relay));
+                return Ok(Resolved {
+                    targets: vec![target],
+                    relay: caller_relay,
+                    callee_site: String::new(),
+                });
             }
             other => {
                 return Err((
@@ -339,7 +386,12 @@ impl Service {
                 });
             }
         }
-        Ok((targets, caller_relay || callee_relay))
+        let callee_relay = relay_site(&callee_site);
+        Ok(Resolved {
+            targets,
+            relay: caller_relay || callee_relay,
+            callee_site,
+        })
     }
 
     /// Where a call from a trusted network goes: an extension or a hunt group dialled in full.
@@ -468,10 +520,12 @@ impl Service {
                     .await
                 }
                 Action::Persist { call_ids, mut call } => {
-                    if let (Some(anchoring), Some(caller_call_id)) =
-                        (self.anchoring.as_ref(), call_ids.first())
-                    {
-                        anchoring.describe(caller_call_id, &mut call);
+                    if let Some(caller_call_id) = call_ids.first() {
+                        if let Some(anchoring) = self.anchoring.as_ref() {
+                            anchoring.describe(caller_call_id, &mut call);
+                        }
+                        // Persisted when answered: now is the answer time.
+                        self.records.describe(caller_call_id, &mut call, unix_ms());
                     }
                     let value = Bytes::from(call.encode_to_vec());
                     for id in &call_ids {
@@ -486,20 +540,33 @@ impl Service {
                     Ok(())
                 }
                 Action::Ended(record) => {
+                    let context = self.records.end(&record.call_id);
+                    let record = crate::records::complete(
+                        &record,
+                        context,
+                        &self.config.instance,
+                        unix_ms(),
+                    );
                     if let Some(cdr) = &self.cdr {
-                        cdr.append(cdr_line(&record, unix_secs()));
+                        cdr.append(crate::records::json_line(&record));
                     }
                     tracing::info!(
                         call_id = %record.call_id,
                         caller = %record.caller,
                         callee = %record.callee,
-                        outcome = record.outcome,
+                        caller_site = %record.caller_site,
+                        callee_site = %record.callee_site,
+                        outcome = %record.outcome,
                         status = record.status,
-                        answered_ms = record.answered.map(|a| a.as_millis() as u64),
-                        duration_ms = (record.ended.saturating_sub(record.answered.unwrap_or(record.ended))).as_millis() as u64,
+                        cause = %record.cause,
                         "call ended"
                     );
-                    Ok(())
+                    self.publish(
+                        subjects::CALL_RECORDS,
+                        types::CALL_RECORD,
+                        record.encode_to_vec(),
+                    )
+                    .await
                 }
             };
             if let Err(e) = outcome {
@@ -550,23 +617,4 @@ impl Service {
             .publish(subject, headers, Bytes::from(payload))
             .await
     }
-}
-
-/// One call record as a JSON line (ADR 0013).
-fn cdr_line(record: &crate::b2bua::CallRecord, now_unix: u64) -> String {
-    let duration = record
-        .answered
-        .map(|answered| record.ended.saturating_sub(answered).as_secs_f64())
-        .unwrap_or(0.0);
-    serde_json::json!({
-        "ended_unix": now_unix,
-        "call_id": record.call_id,
-        "caller": record.caller,
-        "callee": record.callee,
-        "outcome": record.outcome,
-        "status": record.status,
-        "answered": record.answered.is_some(),
-        "duration_s": (duration * 1000.0).round() / 1000.0,
-    })
-    .to_string()
 }

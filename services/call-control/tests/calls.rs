@@ -105,9 +105,28 @@ fn edge_addr(setup: &Setup) -> SocketAddr {
     setup.edge.local_addr(&sip_msg::Transport::Udp).unwrap()
 }
 
+/// The next call record published on the bus (at most 5 s away).
+async fn next_record(records: &mut bus::Subscription) -> proto::v1::CallRecord {
+    use prost::Message as _;
+    let message = tokio::time::timeout(Duration::from_secs(5), records.next())
+        .await
+        .expect("a call record within 5 s")
+        .expect("the subscription is open");
+    assert_eq!(
+        message.headers.get(proto::subjects::TYPE_HEADER),
+        Some(proto::subjects::types::CALL_RECORD)
+    );
+    proto::v1::CallRecord::decode(message.payload).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_between_two_phones_rings_connects_and_hangs_up() {
     let setup = setup().await;
+    let mut records = setup
+        .bus
+        .subscribe(proto::subjects::CALL_RECORDS)
+        .await
+        .unwrap();
     let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
     let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
     alice.register().await;
@@ -147,12 +166,33 @@ async fn a_call_between_two_phones_rings_connects_and_hangs_up() {
     assert_eq!(bye.method, Method::Bye);
     assert_eq!(bye.headers.call_id(), invite.headers.call_id());
     bob.reply(&bye, StatusCode::OK, "bob1").await;
+
+    // The call record, on the bus.
+    let record = next_record(&mut records).await;
+    assert_eq!(record.call_id, "call-1@alice");
+    assert_eq!((record.outcome.as_str(), record.status), ("answered", 200));
+    assert_eq!(
+        (record.caller_site.as_str(), record.callee_site.as_str()),
+        ("S-1", "S-1")
+    );
+    assert_eq!(record.instance, "cc-1");
+    assert!(
+        0 < record.started_unix_ms
+            && record.started_unix_ms <= record.answered_unix_ms
+            && record.answered_unix_ms <= record.ended_unix_ms,
+        "{record:?}"
+    );
     setup.edge.drain().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_barred_and_unknown_numbers_get_their_answers() {
     let setup = setup().await;
+    let mut records = setup
+        .bus
+        .subscribe(proto::subjects::CALL_RECORDS)
+        .await
+        .unwrap();
     let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
     let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
     let mut carol = Phone::new("user3", "pw3", REALM, edge_addr(&setup)).await;
@@ -185,6 +225,19 @@ async fn busy_barred_and_unknown_numbers_get_their_answers() {
     assert_eq!(invite.method, Method::Invite);
     carol.reply(&invite, StatusCode::DECLINE, "c").await;
     assert_eq!(alice.response(false).await.status, StatusCode::DECLINE);
+
+    // One record per call, in order, each with its outcome and cause.
+    let busy = next_record(&mut records).await;
+    assert_eq!((busy.outcome.as_str(), busy.status), ("busy", 486));
+    assert_eq!(busy.answered_unix_ms, 0);
+    let unknown = next_record(&mut records).await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    let barred = next_record(&mut records).await;
+    assert_eq!(barred.call_id, "call-barred@carol");
+    assert_eq!(barred.status, 403);
+    assert!(barred.cause.contains("internal"), "{barred:?}");
+    let declined = next_record(&mut records).await;
+    assert_eq!(declined.status, 603);
     setup.edge.drain().await;
 }
 

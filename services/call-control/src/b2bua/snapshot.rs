@@ -57,6 +57,17 @@ pub struct EstablishedCall {
     /// The relay's address facing the callee.
     #[prost(string, tag = "16")]
     pub media_leg_b: String,
+    /// For the call record written at hang-up, possibly by another replica: the sites of the
+    /// caller's device and of the extension called, and when the call was set up and answered
+    /// (wall clock, ms since the Unix epoch). Written by the service.
+    #[prost(string, tag = "17")]
+    pub caller_site: String,
+    #[prost(string, tag = "18")]
+    pub callee_site: String,
+    #[prost(uint64, tag = "19")]
+    pub answered_unix_ms: u64,
+    #[prost(uint64, tag = "40")]
+    pub started_unix_ms: u64,
     // Tags 20 and up: session timer state (RFC 4028).
 }
 

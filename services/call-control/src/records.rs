@@ -1,0 +1,148 @@
+//! Call records (ADR 0013): what the core reports when a call ends, completed with what only
+//! the service knows (sites, wall-clock times, the refusal's reason), then appended to the CDR
+//! file as a JSON line and published on the bus as a `CallRecord`.
+//!
+//! The core measures times on its monotonic clock from its own start; the record needs wall
+//! time. The service converts at hang-up (ended = now, the others by their distance to it),
+//! except for a call taken over from another replica, whose set-up and answer times come from
+//! the stored snapshot (the new replica's core only saw the call from the takeover on).
+
+use std::collections::HashMap;
+
+use proto::v1::CallRecord;
+
+use crate::b2bua::EstablishedCall;
+
+/// Calls whose context is kept at most (a call always ends, but a bug must not grow memory).
+const MAX_CONTEXTS: usize = 200_000;
+
+/// What the service knows about a call beyond the core's record.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallContext {
+    pub(crate) caller_site: String,
+    pub(crate) callee_site: String,
+    /// Why the call was refused (the dial plan's reason), if it was.
+    pub(crate) cause: String,
+    /// Wall-clock set-up time (the INVITE's arrival, or the snapshot's for a call taken over)
+    /// and answer time (known only for calls taken over; others derive it from the core).
+    pub(crate) started_unix_ms: Option<u64>,
+    pub(crate) answered_unix_ms: Option<u64>,
+}
+
+/// The contexts of the calls in progress on this replica, by the caller's Call-ID.
+#[derive(Debug, Default)]
+pub(crate) struct CallContexts {
+    calls: HashMap<String, CallContext>,
+}
+
+impl CallContexts {
+    /// A new call (its INVITE resolved by the dial plan).
+    pub(crate) fn begin(&mut self, call_id: &str, context: CallContext) {
+        if self.calls.len() >= MAX_CONTEXTS && !self.calls.contains_key(call_id) {
+            tracing::warn!(
+                calls = self.calls.len(),
+                "too many call contexts: record without sites"
+            );
+            return;
+        }
+        self.calls.insert(call_id.to_owned(), context);
+    }
+
+    /// Writes what a replica taking the call over needs for the record into its snapshot.
+    pub(crate) fn describe(
+        &self,
+        call_id: &str,
+        snapshot: &mut EstablishedCall,
+        answered_unix_ms: u64,
+    ) {
+        if let Some(context) = self.calls.get(call_id) {
+            snapshot.caller_site = context.caller_site.clone();
+            snapshot.callee_site = context.callee_site.clone();
+            snapshot.started_unix_ms = context.started_unix_ms.unwrap_or(0);
+        }
+        snapshot.answered_unix_ms = answered_unix_ms;
+    }
+
+    /// A call taken over from the store.
+    pub(crate) fn adopt(&mut self, call_id: &str, snapshot: &EstablishedCall) {
+        let known = |ms: u64| (ms != 0).then_some(ms);
+        self.begin(
+            call_id,
+            CallContext {
+                caller_site: snapshot.caller_site.clone(),
+                callee_site: snapshot.callee_site.clone(),
+                cause: String::new(),
+                started_unix_ms: known(snapshot.started_unix_ms),
+                answered_unix_ms: known(snapshot.answered_unix_ms),
+            },
+        );
+    }
+
+    /// The call ended: its context, forgotten.
+    pub(crate) fn end(&mut self, call_id: &str) -> CallContext {
+        self.calls.remove(call_id).unwrap_or_default()
+    }
+}
+
+/// The full record of a call the core reported ended at wall time `now_unix_ms`.
+pub(crate) fn complete(
+    record: &crate::b2bua::CallRecord,
+    context: CallContext,
+    instance: &str,
+    now_unix_ms: u64,
+) -> CallRecord {
+    let before_end = |at: std::time::Duration| {
+        let ago = record.ended.saturating_sub(at).as_millis() as u64;
+        now_unix_ms.saturating_sub(ago)
+    };
+    let started = context
+        .started_unix_ms
+        .unwrap_or_else(|| before_end(record.started));
+    let answered = match (record.answered, context.answered_unix_ms) {
+        (_, Some(at)) => at,
+        (Some(at), None) => before_end(at),
+        (None, None) => 0,
+    };
+    let cause = context.cause;
+    CallRecord {
+        call_id: record.call_id.clone(),
+        caller: record.caller.clone(),
+        callee: record.callee.clone(),
+        caller_site: context.caller_site,
+        callee_site: context.callee_site,
+        started_unix_ms: started,
+        answered_unix_ms: answered,
+        ended_unix_ms: now_unix_ms,
+        outcome: record.outcome.to_owned(),
+        status: u32::from(record.status),
+        cause,
+        instance: instance.to_owned(),
+    }
+}
+
+/// A record as one JSON line of the CDR file (ADR 0013 lists the fields).
+pub(crate) fn json_line(record: &CallRecord) -> String {
+    let duration_ms = if record.answered_unix_ms == 0 {
+        0
+    } else {
+        record.ended_unix_ms.saturating_sub(record.answered_unix_ms)
+    };
+    serde_json::json!({
+        "ended_unix": record.ended_unix_ms / 1000,
+        "call_id": record.call_id,
+        "caller": record.caller,
+        "callee": record.callee,
+        "caller_site": record.caller_site,
+        "callee_site": record.callee_site,
+        "started_unix_ms": record.started_unix_ms,
+        "answered_unix_ms": record.answered_unix_ms,
+        "ended_unix_ms": record.ended_unix_ms,
+        "outcome": record.outcome,
+        "status": record.status,
+        "cause": record.cause,
+        "answered": record.answered_unix_ms != 0,
+        "duration_s": duration_ms as f64 / 1000.0,
+        "instance": record.instance,
+    })
+    .to_string()
+}
