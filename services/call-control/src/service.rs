@@ -85,6 +85,7 @@ pub async fn start(
         B2buaConfig {
             instance: config.instance.clone(),
             ring_timeout: config.ring_timeout,
+            ..B2buaConfig::default()
         },
         now(),
         rand::random(),

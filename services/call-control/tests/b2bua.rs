@@ -54,6 +54,7 @@ fn core() -> (B2bua, Instant) {
     let config = B2buaConfig {
         instance: "cc-1".into(),
         ring_timeout: Duration::from_secs(30),
+        ..B2buaConfig::default()
     };
     (B2bua::new(config, start, 7), start)
 }

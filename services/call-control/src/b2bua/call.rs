@@ -6,6 +6,7 @@ use std::time::Instant;
 use proto::v1::Flow;
 use sip_msg::{HeaderName, Request, Response, StatusCode, build_response};
 
+use super::session_timer::{SessionTimer, TimerOffer};
 use super::snapshot::EstablishedCall;
 use super::{Action, CallRecord, LegTarget};
 
@@ -38,6 +39,8 @@ pub(super) struct Leg {
     pub(super) remote_contact: Option<String>,
     pub(super) invite: Request,
     pub(super) state: LegState,
+    /// The Min-SE of the callee's 422 (it wants a longer session interval).
+    pub(super) failure_min_se: Option<u32>,
     cseq: u32,
 }
 
@@ -56,6 +59,7 @@ impl Leg {
             remote_contact: None,
             invite,
             state: LegState::Trying,
+            failure_min_se: None,
             cseq: 1,
         }
     }
@@ -100,6 +104,14 @@ pub(super) struct Call {
     pub(super) answered_at: Option<Instant>,
     pub(super) caller: String,
     pub(super) callee: String,
+    /// What the caller's INVITE said about session timers, as screened (what the callee legs'
+    /// INVITEs carry, and what completing the 2xx needs).
+    pub(super) timer_offer: TimerOffer,
+    /// The session timer of an answered call that negotiated one (RFC 4028).
+    pub(super) session: Option<SessionTimer>,
+    /// A token naming the last snapshot written with a session refresh (by this replica or,
+    /// once reconciled, another): tells a stale copy that another replica refreshed the call.
+    pub(super) session_stamp: String,
 }
 
 impl Call {
@@ -138,6 +150,9 @@ impl Call {
             answered_at: None,
             caller,
             callee: String::new(),
+            timer_offer: TimerOffer::default(),
+            session: None,
+            session_stamp: String::new(),
         }
     }
 
@@ -164,11 +179,15 @@ impl Call {
             callee_tag: leg.remote_tag.clone().unwrap_or_default(),
             callee_remote_contact: leg.remote_contact.clone().unwrap_or_default(),
             callee_cseq: leg.cseq,
+            session_interval: self.session.map_or(0, |s| s.interval),
+            session_stamp: self.session_stamp.clone(),
             ..EstablishedCall::default()
         })
     }
 
-    /// An answered call rebuilt from its snapshot (a takeover).
+    /// An answered call rebuilt from its snapshot (a takeover). Its session timer restarts at
+    /// `now`: when the last refresh was is not in the snapshot, and restarting can only give
+    /// a live call more time, never end it early (ADR 0014).
     pub(super) fn restore(id: u64, snapshot: &EstablishedCall, now: Instant) -> Option<Call> {
         let a_request = parse_request(&snapshot.caller_invite)?;
         let invite = parse_request(&snapshot.callee_invite)?;
@@ -199,6 +218,8 @@ impl Call {
         call.acked_b = true;
         call.answered_at = Some(now);
         call.callee = snapshot.callee_aor.clone();
+        call.session = SessionTimer::start(now, snapshot.session_interval);
+        call.session_stamp = snapshot.session_stamp.clone();
         Some(call)
     }
 
@@ -288,6 +309,7 @@ impl Call {
             ended: since(now),
             outcome,
             status,
+            cause: None,
         }
     }
 }

@@ -7,14 +7,18 @@
 //!
 //! ```text
 //! handle(now, Input::Invite | InDialog | Result) ─▶ Vec<Action::Respond | Send | Ended>
-//! poll_timeout() → next ring timeout; handle(now, Input::Timeout)
+//! poll_timeout() → next ring timeout or session expiry; handle(now, Input::Timeout)
 //! ```
 //!
-//! Media is passed through (direct media between the phones, SDP unchanged); anchoring on
-//! the media relay is the next step of this module.
+//! In-dialog re-INVITEs, UPDATEs (RFC 3311) and INFOs are relayed to the other leg. Session
+//! timers (RFC 4028) are watched like a proxy on the path would (ADR 0014): the endpoints
+//! refresh, the core passes their headers between the legs and ends a call whose session was
+//! not refreshed in time. Media is passed through (SDP unchanged); anchoring on the media relay
+//! is the service's (`anchor`).
 
 mod call;
 mod messages;
+mod session_timer;
 mod snapshot;
 
 pub use snapshot::{EstablishedCall, call_key};
@@ -27,6 +31,29 @@ use sip_core::IdGenerator;
 use sip_msg::{HeaderName, Method, Request, Response, StatusCode};
 
 use call::{Call, LegState, Phase};
+use session_timer::{MIN_SE_FLOOR, Refusal, SessionTimer, TimerOffer, TimerPolicy};
+
+/// The `cause` of a call the core ended because its session was not refreshed in time.
+pub const CAUSE_SESSION_TIMER_EXPIRED: &str = "session-timer-expired";
+
+/// 422 Session Interval Too Small (RFC 4028 §6).
+const SESSION_INTERVAL_TOO_SMALL: StatusCode = match StatusCode::new(422) {
+    Some(status) => status,
+    None => StatusCode::BAD_REQUEST,
+};
+
+/// 491 Request Pending (RFC 3261 §14.2 glare).
+const REQUEST_PENDING: StatusCode = match StatusCode::new(491) {
+    Some(status) => status,
+    None => StatusCode::BUSY_HERE,
+};
+
+/// How long a session whose timer ran out waits for a refresh already on its way: the edge
+/// answers a relayed request itself within Timer B/F (64·T1 = 32 s) if the far end does not.
+const REFRESH_GRACE: Duration = Duration::from_secs(32);
+
+/// The header of an INFO naming its package (RFC 6086), passed on with the body.
+const INFO_PACKAGE: &str = "Info-Package";
 
 /// Where a callee leg goes: one registered contact of the callee.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +91,7 @@ pub enum Input {
         call_ref: String,
         response: Box<Response>,
     },
-    /// Time passed: ring timeouts.
+    /// Time passed: ring timeouts, session timers.
     Timeout,
 }
 
@@ -107,22 +134,37 @@ pub struct CallRecord {
     pub ended: Duration,
     /// `answered`, `busy`, `no-answer`, `cancelled`, `failed`, `refused`.
     pub outcome: &'static str,
-    /// The final status the caller got, or that ended the call (BYE = 200).
+    /// The final status the caller got, or that ended the call (BYE = 200; also 200 for a
+    /// call the core ended itself, see `cause`).
     pub status: u16,
+    /// Why the core itself ended an answered call when neither party did:
+    /// [`CAUSE_SESSION_TIMER_EXPIRED`] (no session refresh succeeded within the negotiated
+    /// interval, RFC 4028). None when a party ended the call (BYE, CANCEL, a failure).
+    pub cause: Option<&'static str>,
 }
 
-/// A re-INVITE (hold, resume, codec change) relayed to the other leg: where its answer goes.
+/// An in-dialog request relayed to the other leg: a re-INVITE (hold, resume, codec change,
+/// session refresh), an UPDATE (RFC 3311) or an INFO (DTMF). Where its answer goes.
 #[derive(Debug, Clone)]
-struct Reinvite {
+struct Relayed {
     call: u64,
-    /// The re-INVITE as the sender sent it, to answer it.
+    /// The request as the sender sent it, to answer it.
     request: Request,
     edge_id: String,
     handle: String,
     /// The leg the copy went to: a callee leg, or None for the caller.
     towards: Option<usize>,
-    /// CSeq of the copy (its ACK reuses it).
+    /// CSeq of the copy (the ACK of a re-INVITE's 2xx reuses it).
     cseq: u32,
+    /// What an INVITE or UPDATE said about session timers, to complete its 2xx; None for INFO.
+    timer: Option<TimerOffer>,
+}
+
+impl Relayed {
+    /// An offer or a session refresh (re-INVITE, UPDATE): one at a time per call.
+    fn is_offer(&self) -> bool {
+        matches!(self.request.method, Method::Invite | Method::Update)
+    }
 }
 
 /// Settings of the core.
@@ -132,12 +174,41 @@ pub struct B2buaConfig {
     pub instance: String,
     /// How long callee legs ring before the caller gets 480.
     pub ring_timeout: Duration,
+    /// The shortest session interval we carry a call on (our RFC 4028 Min-SE): an INVITE or
+    /// refresh asking for less gets 422. Whole seconds; raised to 90 s (the RFC's floor).
+    pub min_session_expires: Duration,
+    /// The session interval asked on behalf of a caller that supports session timers but asked
+    /// for none (RFC 4028 recommends 1800 s). Whole seconds; at least the Min-SE.
+    pub session_expires: Duration,
+}
+
+impl Default for B2buaConfig {
+    fn default() -> B2buaConfig {
+        B2buaConfig {
+            instance: "cc-1".to_owned(),
+            ring_timeout: Duration::from_secs(30),
+            min_session_expires: Duration::from_secs(90),
+            session_expires: Duration::from_secs(1800),
+        }
+    }
+}
+
+impl B2buaConfig {
+    fn timer_policy(&self) -> TimerPolicy {
+        let seconds = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        let min_se = seconds(self.min_session_expires).max(MIN_SE_FLOOR);
+        TimerPolicy {
+            min_se,
+            insert: seconds(self.session_expires).max(min_se),
+        }
+    }
 }
 
 /// Every call of one call-control replica.
 #[derive(Debug)]
 pub struct B2bua {
     config: B2buaConfig,
+    timer_policy: TimerPolicy,
     start: Instant,
     ids: IdGenerator,
     calls: HashMap<u64, Call>,
@@ -145,8 +216,8 @@ pub struct B2bua {
     by_call_id: HashMap<String, u64>,
     /// call_ref of a sent request → call and leg (None: the A leg).
     by_ref: HashMap<String, (u64, Option<usize>)>,
-    /// re-INVITEs relayed from one leg to the other, by the call_ref of the relayed copy.
-    reinvites: HashMap<String, Reinvite>,
+    /// In-dialog requests relayed from one leg to the other, by the call_ref of the copy.
+    relays: HashMap<String, Relayed>,
     next_call: u64,
     next_ref: u64,
 }
@@ -154,13 +225,14 @@ pub struct B2bua {
 impl B2bua {
     pub fn new(config: B2buaConfig, start: Instant, seed: u64) -> B2bua {
         B2bua {
+            timer_policy: config.timer_policy(),
             config,
             start,
             ids: IdGenerator::new(seed),
             calls: HashMap::new(),
             by_call_id: HashMap::new(),
             by_ref: HashMap::new(),
-            reinvites: HashMap::new(),
+            relays: HashMap::new(),
             next_call: 1,
             next_ref: 1,
         }
@@ -192,9 +264,51 @@ impl B2bua {
         true
     }
 
-    /// The next ring timeout, if a call is ringing.
+    /// The next ring timeout or session expiry, if a call has one.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.calls.values().filter_map(|c| c.ring_deadline()).min()
+        self.calls
+            .values()
+            .flat_map(|c| [c.ring_deadline(), c.session.map(|s| s.deadline)])
+            .flatten()
+            .min()
+    }
+
+    /// The Call-IDs (the caller's, the store key) of the calls whose session timer has run
+    /// out by `now`, which the next `Input::Timeout` ends. With several replicas, a refresh
+    /// may have gone through another one (the queue group spreads in-dialog requests): the
+    /// service passes each call's stored snapshot to [`B2bua::reconcile_session`] first.
+    pub fn session_timers_due(&self, now: Instant) -> Vec<String> {
+        self.calls
+            .values()
+            .filter(|c| c.session.is_some_and(|s| s.deadline <= now))
+            .map(|c| c.a_call_id.clone())
+            .collect()
+    }
+
+    /// Reconciles a call whose session timer ran out here with its stored snapshot. A snapshot
+    /// another replica wrote since ours (a refresh it relayed; its stamp differs) restarts the
+    /// timer at `now` + the stored interval, as a takeover does. No snapshot: another replica
+    /// ended the call (and wrote its record); our copy is dropped without a BYE or a record.
+    /// Our own snapshot changes nothing: the next `Input::Timeout` ends the call.
+    pub fn reconcile_session(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        stored: Option<&EstablishedCall>,
+    ) {
+        let Some(&id) = self.by_call_id.get(call_id) else {
+            return;
+        };
+        let Some(stored) = stored else {
+            self.forget(id);
+            return;
+        };
+        if let Some(call) = self.calls.get_mut(&id)
+            && call.session_stamp != stored.session_stamp
+        {
+            call.session_stamp = stored.session_stamp.clone();
+            call.session = SessionTimer::start(now, stored.session_interval);
+        }
     }
 
     /// Handles one input at `now`.
@@ -229,6 +343,13 @@ impl B2bua {
         call_ref
     }
 
+    /// A call_ref for a request that gets no answer (an ACK): not kept in `by_ref`.
+    fn unanswered_ref(&mut self, call: u64) -> String {
+        let call_ref = format!("{}-{}-{}", self.config.instance, call, self.next_ref);
+        self.next_ref += 1;
+        call_ref
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_invite(
         &mut self,
@@ -257,6 +378,23 @@ impl B2bua {
                 status.as_u16(),
             )));
             return;
+        }
+        match session_timer::screen(
+            &call.a_request.headers,
+            self.timer_policy,
+            self.timer_policy.insert,
+        ) {
+            Ok(offer) => call.timer_offer = offer,
+            Err(refusal) => {
+                // Refused before anything rings: 400 (unreadable) or 422 (too short).
+                let response = timer_refusal(refusal, |status| call.a_response(status, None, None));
+                let status = response.status.as_u16();
+                out.push(call.respond_a(response));
+                out.push(Action::Ended(
+                    call.record(self.start, now, "refused", status),
+                ));
+                return;
+            }
         }
         let targets = match targets {
             Ok(targets) if !targets.is_empty() => targets,
@@ -293,7 +431,7 @@ impl B2bua {
             let b_tag = self.ids.tag();
             let call_id = format!("{}@{}", self.ids.branch(), self.config.instance);
             let branch = self.ids.branch();
-            let invite = messages::b_leg_invite(
+            let mut invite = messages::b_leg_invite(
                 &call.a_request,
                 &target,
                 &call_id,
@@ -301,6 +439,7 @@ impl B2bua {
                 &self.config.instance,
                 &branch,
             );
+            session_timer::write_request(&call.timer_offer, &mut invite.headers);
             self.by_call_id.insert(call_id.clone(), id);
             call.legs.push(call::Leg::new(
                 target,
@@ -325,8 +464,8 @@ impl B2bua {
         response: Response,
         out: &mut Vec<Action>,
     ) {
-        if self.reinvites.contains_key(call_ref) {
-            self.on_reinvite_result(call_ref, response, out);
+        if self.relays.contains_key(call_ref) {
+            self.on_relay_result(now, call_ref, response, out);
             return;
         }
         let Some(&(id, Some(index))) = self.by_ref.get(call_ref) else {
@@ -373,7 +512,14 @@ impl B2bua {
                 call.ring_deadline = None;
                 call.winner = Some(index);
                 let body = messages::body_of(&response);
-                let a = call.a_response(StatusCode::OK, body, None);
+                let mut a = call.a_response(StatusCode::OK, body, None);
+                if let Some(allow) = response.headers.get(&HeaderName::Allow) {
+                    // The caller learns whether it may refresh with UPDATE (RFC 4028 §7.4).
+                    a.headers.push(HeaderName::Allow, allow);
+                }
+                let interval = session_timer::write_answer(&call.timer_offer, &response, &mut a);
+                call.session = interval.and_then(|i| SessionTimer::start(now, i.max(MIN_SE_FLOOR)));
+                call.session_stamp = self.ids.tag();
                 out.push(call.respond_a(a));
                 let late_offer = call.a_request.body.is_empty();
                 call.acked_b = !late_offer;
@@ -394,13 +540,24 @@ impl B2bua {
             }
             _ => {
                 call.legs[index].state = LegState::Failed(status);
+                if status == SESSION_INTERVAL_TOO_SMALL.as_u16() {
+                    call.legs[index].failure_min_se =
+                        session_timer::min_se(&response.headers).ok().flatten();
+                }
                 let all_failed = call
                     .legs
                     .iter()
                     .all(|l| matches!(l.state, LegState::Failed(_)));
                 if call.phase == Phase::Ringing && all_failed {
                     let status = call.best_failure();
-                    let a = call.a_response(status, None, None);
+                    let mut a = call.a_response(status, None, None);
+                    if status == SESSION_INTERVAL_TOO_SMALL
+                        && let Some(min_se) =
+                            call.legs.iter().filter_map(|l| l.failure_min_se).max()
+                    {
+                        // The callee wants a longer interval: the caller retries with it.
+                        a.headers.set(HeaderName::MinSe, min_se.to_string());
+                    }
                     out.push(call.respond_a(a));
                     let outcome = if status == StatusCode::BUSY_HERE {
                         "busy"
@@ -482,8 +639,8 @@ impl B2bua {
                 }
             }
             Method::Ack => {} // an ACK for a relayed re-INVITE was sent when its 2xx came
-            Method::Invite => {
-                self.on_reinvite(id, from_caller, edge_id, handle, request, out);
+            Method::Invite | Method::Update | Method::Info => {
+                self.relay_in_dialog(id, from_caller, edge_id, handle, request, out);
             }
             Method::Bye => {
                 if !handle.is_empty() {
@@ -511,7 +668,7 @@ impl B2bua {
             }
             _ => {
                 if !handle.is_empty() {
-                    // re-INVITE, UPDATE, INFO…: not yet relayed between the legs.
+                    // REFER, MESSAGE, NOTIFY, PRACK…: not relayed between the legs.
                     let response =
                         sip_msg::build_response(&request, StatusCode::NOT_IMPLEMENTED, None);
                     out.push(Action::Respond {
@@ -524,9 +681,11 @@ impl B2bua {
         }
     }
 
-    /// Relays a re-INVITE to the other leg; answers 491 while one is already in progress
-    /// (RFC 3261 §14.2 glare), 400 for a malformed offer.
-    fn on_reinvite(
+    /// Relays a re-INVITE, UPDATE or INFO to the other leg. An offer or refresh (re-INVITE,
+    /// UPDATE) gets 491 while another is in progress on the call (RFC 3261 §14.2, RFC 3311
+    /// §5.2), 400/415/488 for an unusable offer, 400/422 for unusable session timer headers
+    /// (screened as the initial INVITE is). INFOs carry no offer: several may be in flight.
+    fn relay_in_dialog(
         &mut self,
         id: u64,
         from_caller: bool,
@@ -535,39 +694,58 @@ impl B2bua {
         request: Request,
         out: &mut Vec<Action>,
     ) {
-        let respond = |status: StatusCode, warning: Option<String>| {
+        let respond = |response: Response| Action::Respond {
+            edge_id: edge_id.clone(),
+            handle: handle.clone(),
+            response: Box::new(response),
+        };
+        let refuse = |status: StatusCode, warning: Option<String>| {
             let mut response = sip_msg::build_response(&request, status, None);
             if let Some(warning) = warning {
                 response.headers.push(HeaderName::Warning, warning);
             }
-            Action::Respond {
-                edge_id: edge_id.clone(),
-                handle: handle.clone(),
-                response: Box::new(response),
-            }
+            respond(response)
         };
-        let pending = self.reinvites.values().any(|r| r.call == id);
+        let is_offer = request.method != Method::Info;
+        let pending = is_offer && self.relays.values().any(|r| r.call == id && r.is_offer());
         let Some(call) = self.calls.get(&id) else {
             return;
         };
         let Some(winner) = call.winner else {
-            out.push(respond(
-                StatusCode::new(491).unwrap_or(StatusCode::BUSY_HERE),
-                None,
-            ));
+            // Early dialogs: nothing is relayed before a callee answers.
+            out.push(if is_offer {
+                refuse(REQUEST_PENDING, None)
+            } else {
+                refuse(StatusCode::NOT_IMPLEMENTED, None)
+            });
             return;
         };
         if pending {
-            out.push(respond(
-                StatusCode::new(491).unwrap_or(StatusCode::BUSY_HERE),
-                None,
-            ));
+            out.push(refuse(REQUEST_PENDING, None));
             return;
         }
-        if let Some((status, warning)) = sdp_error(&request) {
-            out.push(respond(status, Some(warning)));
-            return;
-        }
+        let timer = if is_offer {
+            if let Some((status, warning)) = sdp_error(&request) {
+                out.push(refuse(status, Some(warning)));
+                return;
+            }
+            // A refresh that asks for no interval keeps the current one.
+            let insert = call
+                .session
+                .map_or(self.timer_policy.insert, |s| s.interval);
+            match session_timer::screen(&request.headers, self.timer_policy, insert) {
+                Ok(offer) => Some(offer),
+                Err(refusal) => {
+                    let response = timer_refusal(refusal, |status| {
+                        sip_msg::build_response(&request, status, None)
+                    });
+                    out.push(respond(response));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let towards = if from_caller { Some(winner) } else { None };
         let call_ref = self.new_ref(id, towards);
         let branch = self.ids.branch();
@@ -575,26 +753,37 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        let method = request.method.clone();
         let (mut copy, cseq, flow) = match towards {
             Some(index) => {
                 let leg = &mut call.legs[index];
                 let cseq = leg.next_cseq();
-                let copy = messages::in_dialog_b(leg, Method::Invite, cseq, &instance, &branch);
+                let copy = messages::in_dialog_b(leg, method, cseq, &instance, &branch);
                 (copy, cseq, leg.target.flow.clone())
             }
             None => {
                 let cseq = call.next_a_cseq();
-                let copy = messages::to_caller(call, Method::Invite, cseq, &instance, &branch);
+                let copy = messages::to_caller(call, method, cseq, &instance, &branch);
                 (copy, cseq, call.a_flow.clone())
             }
         };
-        let contact_flow = if from_caller {
-            call.legs[winner].target.flow.clone()
-        } else {
-            call.a_flow.clone()
-        };
-        copy.headers
-            .push(HeaderName::Contact, messages::edge_contact(&contact_flow));
+        if is_offer {
+            // re-INVITE and UPDATE carry a Contact (RFC 3261 §14.1, RFC 3311 §5.1).
+            let contact_flow = if from_caller {
+                call.legs[winner].target.flow.clone()
+            } else {
+                call.a_flow.clone()
+            };
+            copy.headers
+                .push(HeaderName::Contact, messages::edge_contact(&contact_flow));
+        }
+        if let Some(offer) = &timer {
+            session_timer::write_request(offer, &mut copy.headers);
+        }
+        let info_package = HeaderName::Other(INFO_PACKAGE.to_owned());
+        if let Some(package) = request.headers.get(&info_package) {
+            copy.headers.push(info_package.clone(), package);
+        }
         if !request.body.is_empty() {
             let content_type = request
                 .headers
@@ -603,15 +792,16 @@ impl B2bua {
                 .to_owned();
             messages::set_body(&mut copy, &content_type, request.body.clone());
         }
-        self.reinvites.insert(
+        self.relays.insert(
             call_ref.clone(),
-            Reinvite {
+            Relayed {
                 call: id,
                 request,
                 edge_id,
                 handle,
                 towards,
                 cseq,
+                timer,
             },
         );
         out.push(Action::Send {
@@ -621,20 +811,38 @@ impl B2bua {
         });
     }
 
-    /// The other leg answered a relayed re-INVITE: pass the answer back; ACK a 2xx.
-    fn on_reinvite_result(&mut self, call_ref: &str, response: Response, out: &mut Vec<Action>) {
+    /// The other leg answered a relayed request: pass the answer back (with the session timer
+    /// headers of a 2xx, the Min-SE of a 422); ACK a re-INVITE's 2xx. A 2xx to a re-INVITE or
+    /// UPDATE is a session refresh: the timer restarts with the interval it carries (or stops
+    /// if it carries none) and the snapshot is rewritten.
+    fn on_relay_result(
+        &mut self,
+        now: Instant,
+        call_ref: &str,
+        response: Response,
+        out: &mut Vec<Action>,
+    ) {
         let status = response.status.as_u16();
         if status < 101 {
             return;
         }
-        let Some(reinvite) = self.reinvites.get(call_ref).cloned() else {
-            return;
+        let relay = if status < 200 {
+            match self.relays.get(call_ref) {
+                Some(relay) => relay.clone(),
+                None => return,
+            }
+        } else {
+            self.by_ref.remove(call_ref);
+            match self.relays.remove(call_ref) {
+                Some(relay) => relay,
+                None => return,
+            }
         };
-        let mut answer = sip_msg::build_response(&reinvite.request, response.status, None);
+        let mut answer = sip_msg::build_response(&relay.request, response.status, None);
         answer.reason = response.reason.clone();
-        if let Some(call) = self.calls.get(&reinvite.call) {
-            let flow = match reinvite.towards {
-                // The answer goes to the caller if the callee re-INVITEd, and vice versa.
+        if let Some(call) = self.calls.get(&relay.call) {
+            let flow = match relay.towards {
+                // The answer goes to the caller if the callee sent the request, and vice versa.
                 Some(_) => &call.a_flow,
                 None => call
                     .winner
@@ -642,7 +850,7 @@ impl B2bua {
                     .map(|l| &l.target.flow)
                     .unwrap_or(&call.a_flow),
             };
-            if (200..300).contains(&status) {
+            if (200..300).contains(&status) && relay.is_offer() {
                 answer
                     .headers
                     .push(HeaderName::Contact, messages::edge_contact(flow));
@@ -651,35 +859,43 @@ impl B2bua {
         if let Some((content_type, body)) = messages::body_of(&response) {
             messages::set_response_body(&mut answer, &content_type, body);
         }
+        let refreshed = match &relay.timer {
+            Some(offer) if (200..300).contains(&status) => {
+                Some(session_timer::write_answer(offer, &response, &mut answer))
+            }
+            _ => None,
+        };
+        if status == SESSION_INTERVAL_TOO_SMALL.as_u16() {
+            session_timer::copy_min_se(&response, &mut answer);
+        }
         out.push(Action::Respond {
-            edge_id: reinvite.edge_id.clone(),
-            handle: reinvite.handle.clone(),
+            edge_id: relay.edge_id.clone(),
+            handle: relay.handle.clone(),
             response: Box::new(answer),
         });
-        if status < 200 {
-            return;
+        if let Some(interval) = refreshed {
+            self.refreshed(now, relay.call, interval, out);
         }
-        self.reinvites.remove(call_ref);
-        if status >= 300 {
-            return; // the edge's transaction ACKs a non-2xx itself
+        if !(200..300).contains(&status) || relay.request.method != Method::Invite {
+            return; // the edge's transaction ACKs a non-2xx itself; UPDATE and INFO have none
         }
-        // ACK the 2xx on the leg we re-INVITEd.
+        // ACK the 2xx on the leg we re-INVITEd (no answer comes back: no call_ref to keep).
         let branch = self.ids.branch();
         let instance = self.config.instance.clone();
-        let ack_ref = self.new_ref(reinvite.call, reinvite.towards);
-        let Some(call) = self.calls.get_mut(&reinvite.call) else {
+        let ack_ref = self.unanswered_ref(relay.call);
+        let Some(call) = self.calls.get_mut(&relay.call) else {
             return;
         };
-        let (ack, flow) = match reinvite.towards {
+        let (ack, flow) = match relay.towards {
             Some(index) => {
                 let leg = &call.legs[index];
                 (
-                    messages::in_dialog_b(leg, Method::Ack, reinvite.cseq, &instance, &branch),
+                    messages::in_dialog_b(leg, Method::Ack, relay.cseq, &instance, &branch),
                     leg.target.flow.clone(),
                 )
             }
             None => (
-                messages::to_caller(call, Method::Ack, reinvite.cseq, &instance, &branch),
+                messages::to_caller(call, Method::Ack, relay.cseq, &instance, &branch),
                 call.a_flow.clone(),
             ),
         };
@@ -688,6 +904,55 @@ impl B2bua {
             request: Box::new(ack),
             flow,
         });
+    }
+
+    /// A session refresh succeeded: the timer restarts with the interval its 2xx carried
+    /// (None: no session timer from now on), and the snapshot is rewritten with it.
+    fn refreshed(&mut self, now: Instant, id: u64, interval: Option<u32>, out: &mut Vec<Action>) {
+        let stamp = self.ids.tag();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let had_timer = call.session.is_some();
+        call.session = interval.and_then(|i| SessionTimer::start(now, i.max(MIN_SE_FLOOR)));
+        if !had_timer && call.session.is_none() {
+            return; // no timer before or after: nothing the store needs
+        }
+        call.session_stamp = stamp;
+        if let Some(snapshot) = call.snapshot() {
+            out.push(Action::Persist {
+                call_ids: call.call_ids(),
+                call: Box::new(snapshot),
+            });
+        }
+    }
+
+    /// Ends a call whose session was not refreshed in time (RFC 4028 §10): BYE to both legs,
+    /// the snapshot forgotten, a record saying why.
+    fn end_expired_session(&mut self, now: Instant, id: u64, out: &mut Vec<Action>) {
+        let winner = self.calls.get(&id).and_then(|c| c.winner);
+        let byes = [
+            winner.and_then(|w| self.leg_request(id, w, Method::Bye)),
+            self.a_bye(id),
+        ];
+        for mut bye in byes.into_iter().flatten() {
+            if let Action::Send { request, .. } = &mut bye {
+                request.headers.push(
+                    HeaderName::Reason,
+                    "SIP;cause=408;text=\"Session timer expired\"",
+                );
+            }
+            out.push(bye);
+        }
+        if let Some(call) = self.calls.get(&id) {
+            out.push(Action::Forget {
+                call_ids: call.call_ids(),
+            });
+            let mut record = call.record(self.start, now, "answered", 200);
+            record.cause = Some(CAUSE_SESSION_TIMER_EXPIRED);
+            out.push(Action::Ended(record));
+        }
+        self.forget(id);
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -710,6 +975,23 @@ impl B2bua {
                 )));
             }
             self.forget(id);
+        }
+        let expired: Vec<u64> = self
+            .calls
+            .values()
+            .filter(|c| c.session.is_some_and(|s| s.deadline <= now))
+            .map(|c| c.id)
+            .collect();
+        for id in expired {
+            let refreshing = self.relays.values().any(|r| r.call == id && r.is_offer());
+            if refreshing {
+                // A refresh is on its way: its answer decides, within the edge's timeout.
+                if let Some(session) = self.calls.get_mut(&id).and_then(|c| c.session.as_mut()) {
+                    session.deadline = now + REFRESH_GRACE;
+                }
+                continue;
+            }
+            self.end_expired_session(now, id, out);
         }
     }
 
@@ -773,7 +1055,27 @@ impl B2bua {
                 self.by_call_id.remove(&leg.call_id);
             }
             self.by_ref.retain(|_, (c, _)| *c != id);
-            self.reinvites.retain(|_, r| r.call != id);
+            self.relays.retain(|_, r| r.call != id);
+        }
+    }
+}
+
+/// The answer to a request refused for its session timer headers: 400 naming the header, or
+/// 422 with our Min-SE. `build` makes the response for a status.
+fn timer_refusal(refusal: Refusal, build: impl FnOnce(StatusCode) -> Response) -> Response {
+    match refusal {
+        Refusal::Malformed(error) => {
+            let mut response = build(StatusCode::BAD_REQUEST);
+            response.reason = error.reason().to_owned();
+            response
+                .headers
+                .push(HeaderName::Warning, format!("399 calanque \"{error}\""));
+            response
+        }
+        Refusal::TooSmall { min_se } => {
+            let mut response = build(SESSION_INTERVAL_TOO_SMALL);
+            response.headers.push(HeaderName::MinSe, min_se.to_string());
+            response
         }
     }
 }

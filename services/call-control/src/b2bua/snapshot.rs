@@ -68,7 +68,16 @@ pub struct EstablishedCall {
     pub answered_unix_ms: u64,
     #[prost(uint64, tag = "40")]
     pub started_unix_ms: u64,
-    // Tags 20 and up: session timer state (RFC 4028).
+    /// The negotiated session interval (RFC 4028 Session-Expires) in seconds; 0 for a call
+    /// without a session timer. A replica taking the call over restarts the timer at the
+    /// takeover (the time of the last refresh is not stored: see ADR 0014).
+    #[prost(uint32, tag = "20")]
+    pub session_interval: u32,
+    /// A token renewed each time a session refresh rewrites the snapshot: a replica whose
+    /// timer ran out compares it with its own to learn that another replica relayed a
+    /// refresh it did not see (`B2bua::reconcile_session`).
+    #[prost(string, tag = "21")]
+    pub session_stamp: String,
 }
 
 /// The store key of a call under one of its Call-IDs ('/' and '%' escaped).
