@@ -1,0 +1,32 @@
+//! The telemetry flags every binary shares (`#[command(flatten)]`).
+
+use std::net::SocketAddr;
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (what log collectors want in Kubernetes).
+    Json,
+    /// Human-readable lines (a terminal, `make run`).
+    Pretty,
+}
+
+/// Logs, traces and the metrics/health HTTP port.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TelemetryArgs {
+    /// Log format.
+    #[arg(
+        long,
+        env = "CALANQUE_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+    /// OTLP/HTTP collector base URL (e.g. `http://otel-collector:4318`): spans are exported to
+    /// `<url>/v1/traces`. Without it no spans leave the process.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Address of `/metrics`, `/healthz` and `/readyz` (none when absent).
+    #[arg(long, env = "CALANQUE_TELEMETRY_LISTEN")]
+    pub telemetry_listen: Option<SocketAddr>,
+}

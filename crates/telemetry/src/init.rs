@@ -1,0 +1,96 @@
+//! Process-wide initialisation: the tracing subscriber (logs, and spans to OpenTelemetry when
+//! an OTLP endpoint is set) and the W3C trace-context propagator.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::config::{LogFormat, TelemetryArgs};
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built (a malformed endpoint URL).
+    #[error("OTLP exporter for {endpoint}: {reason}")]
+    Exporter {
+        /// The configured endpoint.
+        endpoint: String,
+        /// The exporter's message.
+        reason: String,
+    },
+    /// A global subscriber was already installed (init called twice).
+    #[error("a tracing subscriber is already installed: {0}")]
+    AlreadyInitialised(String),
+}
+
+/// Keeps the trace pipeline alive; dropping it flushes the spans not yet exported.
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("telemetry: flushing spans failed: {e}");
+        }
+    }
+}
+
+/// Installs logging (filtered by `RUST_LOG`, default `info`) and, with an OTLP endpoint, span
+/// export for `service` (the `service.name` resource). Call once, first thing in `main`.
+pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuard, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let provider = match &args.otlp_endpoint {
+        Some(endpoint) => Some(tracer_provider(service, endpoint)?),
+        None => None,
+    };
+    let otel = provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer(service)));
+    let (json, pretty) = match args.log_format {
+        LogFormat::Json => (
+            Some(tracing_subscriber::fmt::layer().json().flatten_event(true)),
+            None,
+        ),
+        LogFormat::Pretty => (None, Some(tracing_subscriber::fmt::layer())),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(json)
+        .with(pretty)
+        .with(otel)
+        .try_init()
+        .map_err(|e| TelemetryError::AlreadyInitialised(e.to_string()))?;
+    Ok(TelemetryGuard { provider })
+}
+
+fn tracer_provider(
+    service: &'static str,
+    endpoint: &str,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(url)
+        .build()
+        .map_err(|e| TelemetryError::Exporter {
+            endpoint: endpoint.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service)
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
