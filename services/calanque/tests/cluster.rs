@@ -478,6 +478,16 @@ async fn killing_the_call_control_process_of_a_relayed_call_keeps_media_and_the_
     assert!(!status.success(), "cc-1 was killed: {status}");
     tokio::time::sleep(Duration::from_millis(1_000)).await;
 
+    let bus: Arc<dyn bus::Bus> = Arc::new(
+        bus::nats::NatsBus::connect(bus::nats::NatsOptions::new(
+            "takeover-test",
+            vec![nats_url.clone()],
+        ))
+        .await
+        .unwrap(),
+    );
+    let mut records = bus.subscribe(proto::subjects::CALL_RECORDS).await.unwrap();
+
     // Alice hangs up: cc-2 takes the call over from the store, Bob gets the BYE.
     let bye = alice.in_dialog(&answered, "BYE", 3);
     alice.send(bye.as_bytes()).await;
@@ -512,13 +522,7 @@ async fn killing_the_call_control_process_of_a_relayed_call_keeps_media_and_the_
     }
 
     // cc-2 released the relay session it adopted, and removed the stored call.
-    let bus = bus::nats::NatsBus::connect(bus::nats::NatsOptions::new(
-        "takeover-test",
-        vec![nats_url.clone()],
-    ))
-    .await
-    .unwrap();
-    let client = media::MediaClient::new(Arc::new(bus), Duration::from_secs(2));
+    let client = media::MediaClient::new(bus.clone(), Duration::from_secs(2));
     client.adopt(session, "media-k");
     let mut released = false;
     for _ in 0..50 {
@@ -543,4 +547,21 @@ async fn killing_the_call_control_process_of_a_relayed_call_keeps_media_and_the_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(left, 0, "the ended call was removed from the store");
+
+    // cc-2 published the call's record, with what cc-1 knew (sites, set-up and answer times).
+    let message = tokio::time::timeout(Duration::from_secs(5), records.next())
+        .await
+        .expect("a call record")
+        .unwrap();
+    let record = proto::v1::CallRecord::decode(message.payload).unwrap();
+    assert_eq!(record.call_id, call_id);
+    assert_eq!(record.instance, "cc-2");
+    assert_eq!((record.outcome.as_str(), record.status), ("answered", 200));
+    assert_eq!(record.caller_site, "S-1");
+    assert!(
+        0 < record.started_unix_ms
+            && record.started_unix_ms <= record.answered_unix_ms
+            && record.answered_unix_ms + 1_000 < record.ended_unix_ms,
+        "times carried over from cc-1: {record:?}"
+    );
 }
