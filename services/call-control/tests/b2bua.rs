@@ -630,3 +630,65 @@ fn an_established_call_costs_well_under_32_kib() {
     eprintln!("{CALLS} established calls: ~{per_call} bytes of RSS each");
     assert!(per_call < 32 * 1024, "{per_call} bytes per call");
 }
+
+#[test]
+fn a_retransmitted_200_is_acked_again_and_never_hangs_the_call_up() {
+    // The edge passes every 2xx retransmission up (RFC 6026): one arrives when our ACK was
+    // lost or slow. It must be ACKed again, not taken for another fork answering late.
+    let (mut b2bua, t0) = core();
+    let out = start_call(&mut b2bua, t0, vec![target(20)]);
+    let (call_ref, invite) = sends(&out).remove(0);
+    let ok = answer(&invite, StatusCode::OK, "bob", true);
+    let first = b2bua.handle(
+        t0,
+        Input::Result {
+            call_ref: call_ref.clone(),
+            response: Box::new(ok.clone()),
+        },
+    );
+    let a_ok = responses(&first).remove(0);
+    let again = b2bua.handle(
+        t0 + Duration::from_millis(500),
+        Input::Result {
+            call_ref,
+            response: Box::new(ok),
+        },
+    );
+    let sent = sends(&again);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1.method, Method::Ack);
+    assert!(responses(&again).is_empty(), "the caller has its 200");
+    assert_eq!(b2bua.live_calls(), 1);
+
+    // The same for the 200 of a relayed re-INVITE.
+    let out = b2bua.handle(
+        t0,
+        in_dialog_from("edge-a", "h-re", reinvite_from_caller(&a_ok, 2, SDP)),
+    );
+    let (relay_ref, relayed) = sends(&out).remove(0);
+    let relayed_ok = answer(&relayed, StatusCode::OK, "bob", true);
+    let first = b2bua.handle(
+        t0,
+        Input::Result {
+            call_ref: relay_ref.clone(),
+            response: Box::new(relayed_ok.clone()),
+        },
+    );
+    let ack = sends(&first).remove(0).1;
+    let again = b2bua.handle(
+        t0 + Duration::from_millis(500),
+        Input::Result {
+            call_ref: relay_ref,
+            response: Box::new(relayed_ok),
+        },
+    );
+    let sent = sends(&again);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].1.method, Method::Ack);
+    assert_eq!(
+        sent[0].1.headers.cseq().unwrap().unwrap().seq,
+        ack.headers.cseq().unwrap().unwrap().seq
+    );
+    assert!(responses(&again).is_empty());
+    assert_eq!(b2bua.live_calls(), 1);
+}

@@ -218,6 +218,9 @@ pub struct B2bua {
     by_ref: HashMap<String, (u64, Option<usize>)>,
     /// In-dialog requests relayed from one leg to the other, by the call_ref of the copy.
     relays: HashMap<String, Relayed>,
+    /// The ACK of each call's last relayed re-INVITE 2xx, by the call_ref of that re-INVITE:
+    /// sent again when the 2xx is retransmitted (our ACK was lost). One per call.
+    relay_acks: HashMap<String, (u64, Action)>,
     next_call: u64,
     next_ref: u64,
 }
@@ -233,6 +236,7 @@ impl B2bua {
             by_call_id: HashMap::new(),
             by_ref: HashMap::new(),
             relays: HashMap::new(),
+            relay_acks: HashMap::new(),
             next_call: 1,
             next_ref: 1,
         }
@@ -468,6 +472,12 @@ impl B2bua {
             self.on_relay_result(now, call_ref, response, out);
             return;
         }
+        if let Some((_, ack)) = self.relay_acks.get(call_ref) {
+            if response.status.is_success() {
+                out.push(ack.clone()); // a retransmitted 2xx: our ACK was lost
+            }
+            return;
+        }
         let Some(&(id, Some(index))) = self.by_ref.get(call_ref) else {
             return; // a result for the A side (BYE to the caller) or a forgotten call
         };
@@ -497,6 +507,14 @@ impl B2bua {
             200..=299 => {
                 call.legs[index].remote_tag = messages::to_tag(&response);
                 call.legs[index].remote_contact = messages::contact_of(&response);
+                if call.winner == Some(index) {
+                    // A retransmission of the answer we took (RFC 6026: the edge passes each
+                    // one up): our ACK was lost or, for a late offer, is still to come.
+                    if call.acked_b {
+                        out.extend(self.leg_request(id, index, Method::Ack));
+                    }
+                    return;
+                }
                 if call.phase != Phase::Ringing {
                     // Another fork answered first: ACK and hang this one up.
                     call.legs[index].state = LegState::Answered;
@@ -899,11 +917,15 @@ impl B2bua {
                 call.a_flow.clone(),
             ),
         };
-        out.push(Action::Send {
+        let ack = Action::Send {
             call_ref: ack_ref,
             request: Box::new(ack),
             flow,
-        });
+        };
+        self.relay_acks.retain(|_, (c, _)| *c != relay.call);
+        self.relay_acks
+            .insert(call_ref.to_owned(), (relay.call, ack.clone()));
+        out.push(ack);
     }
 
     /// A session refresh succeeded: the timer restarts with the interval its 2xx carried
@@ -1017,7 +1039,11 @@ impl B2bua {
 
     /// An ACK or BYE on callee leg `index`.
     fn leg_request(&mut self, id: u64, index: usize, method: Method) -> Option<Action> {
-        let call_ref = self.new_ref(id, Some(index));
+        let call_ref = if method == Method::Ack {
+            self.unanswered_ref(id)
+        } else {
+            self.new_ref(id, Some(index))
+        };
         let branch = self.ids.branch();
         let call = self.calls.get_mut(&id)?;
         let leg = call.legs.get_mut(index)?;
@@ -1056,6 +1082,7 @@ impl B2bua {
             }
             self.by_ref.retain(|_, (c, _)| *c != id);
             self.relays.retain(|_, r| r.call != id);
+            self.relay_acks.retain(|_, (c, _)| *c != id);
         }
     }
 }
