@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
+use crate::health::Readiness;
 use crate::registry::Metrics;
 
 /// The header naming a message's protobuf type (`proto::subjects::TYPE_HEADER`; not imported
@@ -100,12 +101,37 @@ impl BusMetrics {
 pub struct InstrumentedBus {
     inner: Arc<dyn Bus>,
     metrics: BusMetrics,
+    readiness: Option<Readiness>,
 }
 
 impl InstrumentedBus {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Bus>, metrics: BusMetrics) -> InstrumentedBus {
-        InstrumentedBus { inner, metrics }
+        InstrumentedBus {
+            inner,
+            metrics,
+            readiness: None,
+        }
+    }
+
+    /// Also keeps readiness condition `bus` true while operations succeed and false after one
+    /// failed because the connection is down.
+    pub fn with_readiness(mut self, readiness: Readiness) -> InstrumentedBus {
+        self.readiness = Some(readiness);
+        self
+    }
+
+    fn outcome<T>(&self, operation: &'static str, result: &Result<T, BusError>) {
+        self.metrics.outcome(operation, result);
+        if let Some(readiness) = &self.readiness {
+            match result {
+                Ok(_) => readiness.set("bus", true),
+                Err(BusError::Disconnected(_) | BusError::Connect { .. }) => {
+                    readiness.set("bus", false)
+                }
+                Err(_) => {}
+            }
+        }
     }
 }
 
@@ -124,19 +150,19 @@ impl Bus for InstrumentedBus {
     ) -> Result<(), BusError> {
         crate::propagation::inject_current(&mut headers);
         let result = self.inner.publish(subject, headers, payload).await;
-        self.metrics.outcome("publish", &result);
+        self.outcome("publish", &result);
         result
     }
 
     async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError> {
         let result = self.inner.subscribe(subject).await;
-        self.metrics.outcome("subscribe", &result);
+        self.outcome("subscribe", &result);
         result
     }
 
     async fn queue_subscribe(&self, subject: &str, group: &str) -> Result<Subscription, BusError> {
         let result = self.inner.queue_subscribe(subject, group).await;
-        self.metrics.outcome("subscribe", &result);
+        self.outcome("subscribe", &result);
         result
     }
 
@@ -157,7 +183,7 @@ impl Bus for InstrumentedBus {
                 .get_or_create(&Operation { operation })
                 .observe(start.elapsed().as_secs_f64());
         }
-        self.metrics.outcome("request", &result);
+        self.outcome("request", &result);
         result
     }
 
@@ -169,13 +195,13 @@ impl Bus for InstrumentedBus {
     ) -> Result<(), BusError> {
         crate::propagation::inject_current(&mut headers);
         let result = self.inner.reply(request, headers, payload).await;
-        self.metrics.outcome("reply", &result);
+        self.outcome("reply", &result);
         result
     }
 
     async fn flush(&self) -> Result<(), BusError> {
         let result = self.inner.flush().await;
-        self.metrics.outcome("flush", &result);
+        self.outcome("flush", &result);
         result
     }
 }

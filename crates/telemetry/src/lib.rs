@@ -20,6 +20,7 @@ mod init;
 mod media;
 mod operator;
 mod registry;
+mod service;
 mod sip;
 mod store;
 
@@ -33,5 +34,6 @@ pub use init::{TelemetryError, TelemetryGuard, init};
 pub use media::MediaMetrics;
 pub use operator::OperatorMetrics;
 pub use registry::Metrics;
+pub use service::{ServiceTelemetry, ServiceTelemetryError};
 pub use sip::{RegistrationResult, SipMetrics};
 pub use store::{InstrumentedStore, StoreMetrics};

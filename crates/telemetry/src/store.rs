@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use store::{Compare, KeyValue, LeaseId, Op, Revision, Store, StoreError, TxnOutcome, Watch};
 
+use crate::health::Readiness;
 use crate::registry::Metrics;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,12 +88,40 @@ impl StoreMetrics {
 pub struct InstrumentedStore {
     inner: Arc<dyn Store>,
     metrics: StoreMetrics,
+    readiness: Option<Readiness>,
 }
 
 impl InstrumentedStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Store>, metrics: StoreMetrics) -> InstrumentedStore {
-        InstrumentedStore { inner, metrics }
+        InstrumentedStore {
+            inner,
+            metrics,
+            readiness: None,
+        }
+    }
+
+    /// Also keeps readiness condition `store` true while operations succeed and false after
+    /// one failed because the store is unreachable.
+    pub fn with_readiness(mut self, readiness: Readiness) -> InstrumentedStore {
+        self.readiness = Some(readiness);
+        self
+    }
+
+    fn record<T>(
+        &self,
+        operation: &'static str,
+        start: std::time::Instant,
+        result: &Result<T, StoreError>,
+    ) {
+        self.metrics.record(operation, start, result);
+        if let Some(readiness) = &self.readiness {
+            match result {
+                Ok(_) => readiness.set("store", true),
+                Err(StoreError::Unavailable(_)) => readiness.set("store", false),
+                Err(_) => {}
+            }
+        }
     }
 }
 
@@ -106,14 +135,14 @@ impl Store for InstrumentedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let start = started();
         let result = self.inner.get(key).await;
-        self.metrics.record("get", start, &result);
+        self.record("get", start, &result);
         result
     }
 
     async fn list_prefix(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), StoreError> {
         let start = started();
         let result = self.inner.list_prefix(prefix).await;
-        self.metrics.record("list", start, &result);
+        self.record("list", start, &result);
         result
     }
 
@@ -125,49 +154,49 @@ impl Store for InstrumentedStore {
     ) -> Result<Revision, StoreError> {
         let start = started();
         let result = self.inner.put(key, value, lease).await;
-        self.metrics.record("put", start, &result);
+        self.record("put", start, &result);
         result
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let start = started();
         let result = self.inner.delete(key).await;
-        self.metrics.record("delete", start, &result);
+        self.record("delete", start, &result);
         result
     }
 
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnOutcome, StoreError> {
         let start = started();
         let result = self.inner.txn(compares, ops).await;
-        self.metrics.record("txn", start, &result);
+        self.record("txn", start, &result);
         result
     }
 
     async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
         let start = started();
         let result = self.inner.grant_lease(ttl).await;
-        self.metrics.record("lease", start, &result);
+        self.record("lease", start, &result);
         result
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
         let start = started();
         let result = self.inner.keep_alive(lease).await;
-        self.metrics.record("lease", start, &result);
+        self.record("lease", start, &result);
         result
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
         let start = started();
         let result = self.inner.revoke_lease(lease).await;
-        self.metrics.record("lease", start, &result);
+        self.record("lease", start, &result);
         result
     }
 
     async fn watch(&self, prefix: &str, from_revision: Revision) -> Result<Watch, StoreError> {
         let start = started();
         let result = self.inner.watch(prefix, from_revision).await;
-        self.metrics.record("watch", start, &result);
+        self.record("watch", start, &result);
         result
     }
 }
