@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use call_control::service::{CallControlConfig, start};
+use call_control::service::{CallControlConfig, start_instrumented};
 use clap::Parser;
 use directory::{BusSpec, StoreSpec};
 
@@ -37,17 +37,20 @@ struct Args {
     /// Append call records (JSON lines) to this file.
     #[arg(long, env = "CALANQUE_CDR_FILE")]
     cdr_file: Option<PathBuf>,
+    #[command(flatten)]
+    telemetry: telemetry::TelemetryArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    let telemetry = telemetry::ServiceTelemetry::start(
+        "call-control",
+        &args.telemetry,
+        &["bus", "store", "started"],
+    )
+    .await
+    .context("starting telemetry")?;
     let store = match (&args.etcd, &args.data_dir) {
         (Some(endpoints), _) => format!("etcd:{endpoints}"),
         (None, Some(dir)) => format!("embedded:{}", dir.join("calanque.redb").display()),
@@ -58,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
     let (store, bus) = directory::build(&store, &bus)
         .await
         .context("opening the store and the bus")?;
+    let (store, bus) = (telemetry.store(store), telemetry.bus(bus));
     let media: Option<std::sync::Arc<dyn media::MediaControl>> = if args.media_relay {
         Some(std::sync::Arc::new(media::MediaClient::new(
             bus.clone(),
@@ -66,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let _service = start(
+    let _service = start_instrumented(
         CallControlConfig {
             instance: args.instance,
             domain: args.domain,
@@ -76,9 +80,11 @@ async fn main() -> anyhow::Result<()> {
         },
         store,
         bus,
+        Some(&telemetry.metrics),
     )
     .await
     .context("starting call-control")?;
+    telemetry.readiness.set("started", true);
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

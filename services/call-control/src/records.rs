@@ -27,12 +27,30 @@ pub(crate) struct CallContext {
     /// and answer time (known only for calls taken over; others derive it from the core).
     pub(crate) started_unix_ms: Option<u64>,
     pub(crate) answered_unix_ms: Option<u64>,
+    /// For the set-up metrics: when the INVITE arrived (monotonic), whether the caller got its
+    /// first ringing/answer (post-dial delay measured) and its final answer, and whether the
+    /// call is answered (counted in the active calls).
+    pub(crate) invite_at: Option<std::time::Instant>,
+    pub(crate) alerted: bool,
+    pub(crate) setup_done: bool,
+    pub(crate) answered: bool,
+}
+
+/// What a response to the caller's initial INVITE means for the set-up metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum SetupProgress {
+    /// The first ringing or answer: the post-dial delay, in seconds.
+    Alerted(f64),
+    /// The final answer (its status).
+    Final(u16),
 }
 
 /// The contexts of the calls in progress on this replica, by the caller's Call-ID.
 #[derive(Debug, Default)]
 pub(crate) struct CallContexts {
     calls: HashMap<String, CallContext>,
+    /// How many of them are answered (the active-calls gauge).
+    answered: usize,
 }
 
 impl CallContexts {
@@ -45,22 +63,77 @@ impl CallContexts {
             );
             return;
         }
-        self.calls.insert(call_id.to_owned(), context);
+        if context.answered {
+            self.answered += 1;
+        }
+        if let Some(previous) = self.calls.insert(call_id.to_owned(), context)
+            && previous.answered
+        {
+            self.answered -= 1;
+        }
     }
 
     /// Writes what a replica taking the call over needs for the record into its snapshot.
+    /// The first snapshot of a call is written when it is answered: `now_unix_ms` is then its
+    /// answer time, kept for the later ones (session refreshes rewrite the snapshot).
     pub(crate) fn describe(
-        &self,
+        &mut self,
         call_id: &str,
         snapshot: &mut EstablishedCall,
-        answered_unix_ms: u64,
+        now_unix_ms: u64,
     ) {
-        if let Some(context) = self.calls.get(call_id) {
+        if let Some(context) = self.calls.get_mut(call_id) {
             snapshot.caller_site = context.caller_site.clone();
             snapshot.callee_site = context.callee_site.clone();
             snapshot.started_unix_ms = context.started_unix_ms.unwrap_or(0);
+            snapshot.answered_unix_ms = *context.answered_unix_ms.get_or_insert(now_unix_ms);
+        } else {
+            snapshot.answered_unix_ms = now_unix_ms;
         }
-        snapshot.answered_unix_ms = answered_unix_ms;
+    }
+
+    /// A response sent to the caller of `call_id` (its Call-ID): what it means for the set-up
+    /// metrics, in order (a 200 can be both the first alert and the final answer).
+    pub(crate) fn on_response(
+        &mut self,
+        call_id: &str,
+        status: u16,
+        now: std::time::Instant,
+    ) -> Vec<SetupProgress> {
+        let Some(context) = self.calls.get_mut(call_id) else {
+            return Vec::new();
+        };
+        let mut progress = Vec::new();
+        if context.setup_done || status < 180 {
+            return progress;
+        }
+        if !context.alerted && (status < 300) {
+            context.alerted = true;
+            if let Some(at) = context.invite_at {
+                progress.push(SetupProgress::Alerted(
+                    now.saturating_duration_since(at).as_secs_f64(),
+                ));
+            }
+        }
+        if status >= 200 {
+            context.setup_done = true;
+            context.answered = status < 300;
+            if context.answered {
+                self.answered += 1;
+            }
+            progress.push(SetupProgress::Final(status));
+        }
+        progress
+    }
+
+    /// Whether `call_id` is a caller's Call-ID of a call in progress here.
+    pub(crate) fn contains(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id)
+    }
+
+    /// Answered calls this replica holds.
+    pub(crate) fn answered(&self) -> usize {
+        self.answered
     }
 
     /// A call taken over from the store.
@@ -74,13 +147,22 @@ impl CallContexts {
                 cause: String::new(),
                 started_unix_ms: known(snapshot.started_unix_ms),
                 answered_unix_ms: known(snapshot.answered_unix_ms),
+                // Set up (and counted) by the replica that answered it.
+                setup_done: true,
+                alerted: true,
+                answered: true,
+                ..CallContext::default()
             },
         );
     }
 
     /// The call ended: its context, forgotten.
     pub(crate) fn end(&mut self, call_id: &str) -> CallContext {
-        self.calls.remove(call_id).unwrap_or_default()
+        let context = self.calls.remove(call_id).unwrap_or_default();
+        if context.answered {
+            self.answered -= 1;
+        }
+        context
     }
 }
 
@@ -103,7 +185,11 @@ pub(crate) fn complete(
         (Some(at), None) => before_end(at),
         (None, None) => 0,
     };
-    let cause = context.cause;
+    // The core's cause (a call it ended itself) over the service's (a refusal's reason).
+    let cause = match record.cause {
+        Some(cause) => cause.to_owned(),
+        None => context.cause,
+    };
     CallRecord {
         call_id: record.call_id.clone(),
         caller: record.caller.clone(),

@@ -17,6 +17,7 @@ use proto::v1::{EdgeRequest, EdgeResponse, EdgeSend, EdgeSendResult};
 use sip_msg::{Method, Request, SipMessage, StatusCode};
 use store::Store;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::b2bua::{Action, B2bua, B2buaConfig, EstablishedCall, Input, LegTarget, call_key};
 use crate::dialplan::{self, Target};
@@ -72,6 +73,16 @@ pub async fn start(
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
 ) -> Result<CallControlHandle, StartError> {
+    start_instrumented(config, store, bus, None).await
+}
+
+/// [`start`], feeding the call metrics of `docs/metrics.md` into `metrics`.
+pub async fn start_instrumented(
+    config: CallControlConfig,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    metrics: Option<&telemetry::Metrics>,
+) -> Result<CallControlHandle, StartError> {
     let directory = DirectoryCache::start(store.clone()).await?;
     let location = LocationService::start(store.clone(), LocationConfig::default()).await?;
     let requests = bus
@@ -81,6 +92,17 @@ pub async fn start(
         )
         .await?;
     let results = bus.subscribe(&results_subject(&config.instance)).await?;
+    // Dead media reported by the relays: one replica of the group hangs the call up.
+    let media_events = match &config.media {
+        Some(_) => Some(
+            media::MediaClient::subscribe_events(
+                bus.as_ref(),
+                Some(subjects::CALL_CONTROL_QUEUE_GROUP),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let core = B2bua::new(
         B2buaConfig {
             instance: config.instance.clone(),
@@ -97,6 +119,8 @@ pub async fn start(
         .clone()
         .map(crate::writers::CdrWriter::start);
     let service = Service {
+        metrics: metrics.map(telemetry::CallMetrics::register),
+        hangup_by: None,
         records: crate::records::CallContexts::default(),
         state,
         cdr,
@@ -108,7 +132,7 @@ pub async fn start(
         bus,
         core,
     };
-    let task = tokio::spawn(service.run(requests, results));
+    let task = tokio::spawn(service.run(requests, results, media_events));
     Ok(CallControlHandle { task })
 }
 
@@ -145,6 +169,9 @@ struct Resolved {
 }
 
 struct Service {
+    metrics: Option<telemetry::CallMetrics>,
+    /// Who sent the BYE being handled (`caller_bye`/`callee_bye`), for the ended-calls metric.
+    hangup_by: Option<&'static str>,
     records: crate::records::CallContexts,
     state: crate::writers::StateWriter,
     cdr: Option<crate::writers::CdrWriter>,
@@ -158,25 +185,106 @@ struct Service {
 }
 
 impl Service {
-    async fn run(mut self, mut requests: bus::Subscription, mut results: bus::Subscription) {
+    async fn run(
+        mut self,
+        mut requests: bus::Subscription,
+        mut results: bus::Subscription,
+        mut media_events: Option<bus::Subscription>,
+    ) {
         loop {
             let wake = self
                 .core
                 .poll_timeout()
                 .unwrap_or_else(|| now() + Duration::from_secs(3600));
-            let actions = tokio::select! {
+            let next_event = async {
+                match media_events.as_mut() {
+                    Some(events) => events.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Each message is handled in a span whose parent is the sender's (trace context in
+            // the bus headers), and what it causes is published inside it: one call, one trace.
+            let (actions, span) = tokio::select! {
                 message = requests.next() => match message {
-                    Some(message) => self.on_request(message).await,
+                    Some(message) => {
+                        let span = tracing::info_span!(
+                            "call_control.request",
+                            method = tracing::field::Empty,
+                            call_id = tracing::field::Empty,
+                        );
+                        telemetry::propagation::set_parent(&span, &message.headers);
+                        (self.on_request(message).instrument(span.clone()).await, span)
+                    }
                     None => return,
                 },
                 message = results.next() => match message {
-                    Some(message) => self.on_result(&message),
+                    Some(message) => {
+                        let span = tracing::info_span!("call_control.result");
+                        telemetry::propagation::set_parent(&span, &message.headers);
+                        (span.in_scope(|| self.on_result(&message)), span)
+                    }
                     None => return,
                 },
-                _ = tokio::time::sleep_until(wake.into()) => self.core.handle(now(), Input::Timeout),
+                event = next_event => match event {
+                    Some(message) => {
+                        let span = tracing::info_span!("call_control.media_event");
+                        telemetry::propagation::set_parent(&span, &message.headers);
+                        (self.on_media_event(&message).instrument(span.clone()).await, span)
+                    }
+                    None => {
+                        media_events = None;
+                        continue;
+                    }
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    self.reconcile_due_sessions().await;
+                    (self.core.handle(now(), Input::Timeout), tracing::Span::none())
+                }
             };
-            self.perform(actions).await;
+            self.perform(actions).instrument(span).await;
+            self.hangup_by = None;
         }
+    }
+
+    /// Session timers about to end calls: another replica may have relayed a refresh this one
+    /// never saw (the queue group spreads in-dialog requests). The stored snapshot says.
+    async fn reconcile_due_sessions(&mut self) {
+        for call_id in self.core.session_timers_due(now()) {
+            match self.store.get(&call_key(&call_id)).await {
+                Ok(Some(kv)) => match EstablishedCall::decode(kv.value) {
+                    Ok(snapshot) => self
+                        .core
+                        .reconcile_session(now(), &call_id, Some(&snapshot)),
+                    Err(e) => tracing::warn!(%call_id, error = %e, "undecodable stored call"),
+                },
+                // Ended through another replica: dropped quietly.
+                Ok(None) => self.core.reconcile_session(now(), &call_id, None),
+                // Store away: the timer ends the call.
+                Err(e) => tracing::warn!(%call_id, error = %e, "session timer not reconciled"),
+            }
+        }
+    }
+
+    /// A media relay's event: dead media (no RTP either way for its idle timeout) means the
+    /// phones are gone or cut off; hang the call up so neither side stays in a silent call.
+    async fn on_media_event(&mut self, message: &BusMessage) -> Vec<Action> {
+        let event = match media::MediaClient::decode_event(message) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable media event dropped");
+                return Vec::new();
+            }
+        };
+        let media::MediaEvent::MediaIdle { call_id, .. } = event.event;
+        tracing::info!(%call_id, media_id = %event.media_id, "dead media: hanging the call up");
+        self.take_over_if_stored(&call_id).await;
+        self.core.handle(
+            now(),
+            Input::Hangup {
+                call_id,
+                cause: crate::b2bua::CAUSE_MEDIA_TIMEOUT,
+            },
+        )
     }
 
     async fn on_request(&mut self, message: BusMessage) -> Vec<Action> {
@@ -219,7 +327,17 @@ impl Service {
                     response: Box::new(response),
                 }];
             }
-            self.take_over_if_stored(&request).await;
+            if let Some(call_id) = request.headers.call_id() {
+                let call_id = call_id.to_owned();
+                self.take_over_if_stored(&call_id).await;
+                if request.method == Method::Bye {
+                    self.hangup_by = Some(if self.records.contains(&call_id) {
+                        "caller_bye"
+                    } else {
+                        "callee_bye"
+                    });
+                }
+            }
             let input = Input::InDialog {
                 edge_id: edge_request.edge_id,
                 handle: edge_request.transaction,
@@ -229,7 +347,13 @@ impl Service {
             return self.core.handle(now(), input);
         }
         let call_id = request.headers.call_id().unwrap_or_default().to_owned();
+        tracing::Span::current().record("method", "INVITE");
+        tracing::Span::current().record("call_id", call_id.as_str());
+        if let Some(metrics) = &self.metrics {
+            metrics.attempt();
+        }
         let mut context = crate::records::CallContext {
+            invite_at: Some(now()),
             caller_site: self
                 .directory
                 .device(&edge_request.device_id)
@@ -280,10 +404,7 @@ impl Service {
 
     /// An in-dialog request for a call this replica does not hold: another replica answered
     /// it (the queue group spreads requests) or set it up and died. Load it from the store.
-    async fn take_over_if_stored(&mut self, request: &Request) {
-        let Some(call_id) = request.headers.call_id() else {
-            return;
-        };
+    async fn take_over_if_stored(&mut self, call_id: &str) {
         if self.core.knows(call_id) {
             return;
         }
@@ -490,6 +611,7 @@ impl Service {
                     handle,
                     response,
                 } => {
+                    self.count_setup(&response);
                     let payload = EdgeResponse {
                         transaction: handle,
                         message: response.to_bytes(),
@@ -542,6 +664,21 @@ impl Service {
                 }
                 Action::Ended(record) => {
                     let context = self.records.end(&record.call_id);
+                    if let Some(metrics) = &self.metrics {
+                        if !context.setup_done {
+                            // Ended without a final answer from us (the edge answered a
+                            // CANCEL with 487 itself).
+                            metrics.setup(record.status);
+                        }
+                        if context.answered {
+                            metrics.ended(match record.cause {
+                                Some(crate::b2bua::CAUSE_SESSION_TIMER_EXPIRED) => "session_timer",
+                                Some(crate::b2bua::CAUSE_MEDIA_TIMEOUT) => "media_timeout",
+                                _ => self.hangup_by.unwrap_or("caller_bye"),
+                            });
+                        }
+                        metrics.set_active(self.records.answered());
+                    }
                     let record = crate::records::complete(
                         &record,
                         context,
@@ -572,6 +709,35 @@ impl Service {
             };
             if let Err(e) = outcome {
                 tracing::warn!(error = %e, "bus publish failed");
+            }
+        }
+    }
+
+    /// A response to a caller: the set-up metrics (post-dial delay, final status, active calls)
+    /// when it answers the call's initial INVITE.
+    fn count_setup(&mut self, response: &sip_msg::Response) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let is_invite = response
+            .headers
+            .cseq()
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.method == Method::Invite);
+        let Some(call_id) = response.headers.call_id().filter(|_| is_invite) else {
+            return;
+        };
+        for progress in self
+            .records
+            .on_response(call_id, response.status.as_u16(), now())
+        {
+            match progress {
+                crate::records::SetupProgress::Alerted(seconds) => metrics.setup_latency(seconds),
+                crate::records::SetupProgress::Final(status) => {
+                    metrics.setup(status);
+                    metrics.set_active(self.records.answered());
+                }
             }
         }
     }

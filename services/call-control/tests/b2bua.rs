@@ -692,3 +692,53 @@ fn a_retransmitted_200_is_acked_again_and_never_hangs_the_call_up() {
     assert!(responses(&again).is_empty());
     assert_eq!(b2bua.live_calls(), 1);
 }
+
+#[test]
+fn a_hangup_from_calanque_byes_both_phones_and_records_the_cause() {
+    let (mut b2bua, t0, invite, _ok) = answered_call();
+    // Ringing or unknown calls are not hung up this way.
+    let out = b2bua.handle(
+        t0,
+        Input::Hangup {
+            call_id: "no-such-call".into(),
+            cause: call_control::b2bua::CAUSE_MEDIA_TIMEOUT,
+        },
+    );
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(b2bua.live_calls(), 1);
+
+    // By the callee leg's Call-ID (what any leg's event would name).
+    let leg_call_id = invite.headers.call_id().unwrap().to_owned();
+    let out = b2bua.handle(
+        t0 + Duration::from_secs(60),
+        Input::Hangup {
+            call_id: leg_call_id.clone(),
+            cause: call_control::b2bua::CAUSE_MEDIA_TIMEOUT,
+        },
+    );
+    let byes = sends(&out);
+    assert_eq!(byes.len(), 2, "a BYE to each phone: {out:?}");
+    assert!(byes.iter().all(|(_, r)| r.method == Method::Bye));
+    let call_ids: Vec<&str> = byes
+        .iter()
+        .map(|(_, r)| r.headers.call_id().unwrap())
+        .collect();
+    assert!(call_ids.contains(&leg_call_id.as_str()));
+    assert!(call_ids.contains(&"a-call@192.0.2.10"));
+    assert!(byes.iter().all(|(_, r)| {
+        r.headers
+            .get(&HeaderName::Reason)
+            .is_some_and(|v| v.contains("media-timeout"))
+    }));
+    let record = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Ended(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((record.outcome, record.status), ("answered", 200));
+    assert_eq!(record.cause, Some(call_control::b2bua::CAUSE_MEDIA_TIMEOUT));
+    assert!(out.iter().any(|a| matches!(a, Action::Forget { .. })));
+    assert_eq!(b2bua.live_calls(), 0, "no call state left");
+}

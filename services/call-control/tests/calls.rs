@@ -469,3 +469,112 @@ async fn a_trusted_gateway_reaches_extensions_without_a_device() {
     assert_eq!(gateway.response(false).await.status, StatusCode::NOT_FOUND);
     setup.edge.drain().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_call_whose_media_dies_is_hung_up_on_both_phones() {
+    // The relay served on the bus, as in cluster mode: call-control reaches it through a
+    // MediaClient and hears its dead-media events on the bus.
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
+    let (relay, events) = media::start(media::MediaConfig {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        port_first: 22000,
+        port_last: 22099,
+        session: media::relay::SessionConfig {
+            idle_timeout: Duration::from_millis(800),
+            relatch_after: None,
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let _served = media::bus::serve(Arc::new(relay), events, "media-idle", bus.clone())
+        .await
+        .unwrap();
+    let client: Arc<dyn media::MediaControl> =
+        Arc::new(media::MediaClient::new(bus.clone(), Duration::from_secs(2)));
+
+    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        EtcdStore::connect(&EtcdConfig::new([etcd.endpoint()]))
+            .await
+            .unwrap(),
+    );
+    test_phone::directory::seed_small_city(&store, REALM).await;
+    test_phone::directory::set_media_policy(&store, "S-1", true).await;
+    let mut config = sip_edge::EdgeConfig::new("edge-1", REALM, [9; 32]);
+    config.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];
+    let edge = sip_edge::start(config, store.clone(), bus.clone())
+        .await
+        .unwrap();
+    let metrics = telemetry::Metrics::new("call-control");
+    let _cc = call_control::service::start_instrumented(
+        CallControlConfig {
+            instance: "cc-1".into(),
+            domain: REALM.into(),
+            ring_timeout: Duration::from_secs(30),
+            cdr_file: None,
+            media: Some(client),
+        },
+        store.clone(),
+        bus.clone(),
+        Some(&metrics),
+    )
+    .await
+    .unwrap();
+    let mut records = bus.subscribe(proto::subjects::CALL_RECORDS).await.unwrap();
+    let sip = edge.local_addr(&sip_msg::Transport::Udp).unwrap();
+
+    let mut alice = Phone::new("user1", "pw1", REALM, sip).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, sip).await;
+    alice.register().await;
+    bob.register().await;
+    alice
+        .call_with_sdp("1002", "idle@alice", &sdp_for(40_000))
+        .await;
+    let invite = bob.request().await;
+    assert!(
+        (22000..=22099).contains(&sdp_port(&invite.body)),
+        "anchored"
+    );
+    bob.reply_with_sdp(&invite, StatusCode::OK, "bob", &sdp_for(40_002))
+        .await;
+    let answered = alice.response(false).await;
+    assert_eq!(answered.status, StatusCode::OK);
+    let ack = alice.in_dialog(&answered, "ACK", 2);
+    alice.send(ack.as_bytes()).await;
+    assert_eq!(bob.request().await.method, Method::Ack);
+
+    // Nobody sends RTP: after the relay's idle timeout both phones get a BYE.
+    let bye_bob = bob.request().await;
+    assert_eq!(bye_bob.method, Method::Bye);
+    assert!(
+        bye_bob
+            .headers
+            .get(&sip_msg::HeaderName::Reason)
+            .is_some_and(|r| r.contains("media-timeout")),
+        "{bye_bob:?}"
+    );
+    let bye_alice = alice.request().await;
+    assert_eq!(bye_alice.method, Method::Bye);
+    assert_eq!(bye_alice.headers.call_id(), Some("idle@alice"));
+    bob.reply(&bye_bob, StatusCode::OK, "bob").await;
+    alice.reply(&bye_alice, StatusCode::OK, "alice").await;
+
+    let record = next_record(&mut records).await;
+    assert_eq!(record.call_id, "idle@alice");
+    assert_eq!(record.cause, "media-timeout");
+    // The metrics saw one answered call set up and ended by the media timeout.
+    let text = metrics.encode();
+    for expected in [
+        "calanque_call_attempts_total 1",
+        r#"calanque_call_setups_total{result="answered",status="200"} 1"#,
+        r#"calanque_calls_ended_total{cause="media_timeout"} 1"#,
+        "calanque_calls_active 0",
+        "calanque_call_setup_seconds_count 1",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    edge.drain().await;
+}

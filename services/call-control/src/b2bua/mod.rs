@@ -35,6 +35,9 @@ use session_timer::{MIN_SE_FLOOR, Refusal, SessionTimer, TimerOffer, TimerPolicy
 
 /// The `cause` of a call the core ended because its session was not refreshed in time.
 pub const CAUSE_SESSION_TIMER_EXPIRED: &str = "session-timer-expired";
+/// [`CallRecord::cause`] of a call ended because its relayed media stopped (no RTP for the
+/// relay's idle timeout: a phone lost power or network without hanging up).
+pub const CAUSE_MEDIA_TIMEOUT: &str = "media-timeout";
 
 /// 422 Session Interval Too Small (RFC 4028 §6).
 const SESSION_INTERVAL_TOO_SMALL: StatusCode = match StatusCode::new(422) {
@@ -93,6 +96,13 @@ pub enum Input {
     },
     /// Time passed: ring timeouts, session timers.
     Timeout,
+    /// End an answered call from within calanque (BYE to both phones): the media relay saw
+    /// no packet for its idle timeout, say. `call_id` is any leg's Call-ID; `cause` goes into
+    /// the record. Ignored for calls that are not answered (or unknown).
+    Hangup {
+        call_id: String,
+        cause: &'static str,
+    },
 }
 
 /// What the core asks the service to do.
@@ -336,6 +346,17 @@ impl B2bua {
                 self.on_result(now, &call_ref, *response, &mut out);
             }
             Input::Timeout => self.on_timeout(now, &mut out),
+            Input::Hangup { call_id, cause } => {
+                let answered = self
+                    .by_call_id
+                    .get(&call_id)
+                    .copied()
+                    .filter(|id| self.calls.get(id).is_some_and(|c| c.winner.is_some()));
+                if let Some(id) = answered {
+                    let reason = format!("SIP;cause=408;text=\"{cause}\"");
+                    self.end_answered(now, id, &reason, cause, &mut out);
+                }
+            }
         }
         out
     }
@@ -952,6 +973,25 @@ impl B2bua {
     /// Ends a call whose session was not refreshed in time (RFC 4028 §10): BYE to both legs,
     /// the snapshot forgotten, a record saying why.
     fn end_expired_session(&mut self, now: Instant, id: u64, out: &mut Vec<Action>) {
+        self.end_answered(
+            now,
+            id,
+            "SIP;cause=408;text=\"Session timer expired\"",
+            CAUSE_SESSION_TIMER_EXPIRED,
+            out,
+        );
+    }
+
+    /// Ends an answered call ourselves: BYE (with `reason` as its Reason header) to both legs,
+    /// the snapshot forgotten, the record with `cause`.
+    fn end_answered(
+        &mut self,
+        now: Instant,
+        id: u64,
+        reason: &str,
+        cause: &'static str,
+        out: &mut Vec<Action>,
+    ) {
         let winner = self.calls.get(&id).and_then(|c| c.winner);
         let byes = [
             winner.and_then(|w| self.leg_request(id, w, Method::Bye)),
@@ -959,10 +999,7 @@ impl B2bua {
         ];
         for mut bye in byes.into_iter().flatten() {
             if let Action::Send { request, .. } = &mut bye {
-                request.headers.push(
-                    HeaderName::Reason,
-                    "SIP;cause=408;text=\"Session timer expired\"",
-                );
+                request.headers.push(HeaderName::Reason, reason);
             }
             out.push(bye);
         }
@@ -971,7 +1008,7 @@ impl B2bua {
                 call_ids: call.call_ids(),
             });
             let mut record = call.record(self.start, now, "answered", 200);
-            record.cause = Some(CAUSE_SESSION_TIMER_EXPIRED);
+            record.cause = Some(cause);
             out.push(Action::Ended(record));
         }
         self.forget(id);
