@@ -86,6 +86,15 @@ pub struct RunArgs {
     /// The relay's UDP port range, `FIRST-LAST`.
     #[arg(long, default_value = "30000-30999")]
     pub media_ports: String,
+    /// How long, in seconds, a call rings unanswered before the caller gets 480 and the
+    /// ringing phones a CANCEL.
+    #[arg(
+        long,
+        env = "CALANQUE_RING_TIMEOUT",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub ring_timeout: u64,
     /// Requests per second one source address may send before it is banned.
     #[arg(long)]
     pub rate_limit: Option<u32>,

@@ -48,6 +48,7 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
                 rate_burst: args.rate_burst,
                 media_ip: args.media_ip,
                 media_ports,
+                ring_timeout: std::time::Duration::from_secs(args.ring_timeout),
                 digest_algorithms,
                 data_dir: args.data_dir,
                 listen,

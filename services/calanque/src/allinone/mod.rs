@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub media_ip: Option<std::net::IpAddr>,
     /// The relay's port range.
     pub media_ports: (u16, u16),
+    /// How long callees ring before the caller gets 480.
+    pub ring_timeout: Duration,
 }
 
 /// Runs until SIGINT/SIGTERM, then drains and stops.
@@ -108,7 +110,7 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
         call_control::service::CallControlConfig {
             instance: "all-in-one".into(),
             domain: options.realm.clone(),
-            ring_timeout: Duration::from_secs(30),
+            ring_timeout: options.ring_timeout,
             cdr_file: Some(options.data_dir.join("cdr.jsonl")),
             media,
         },
