@@ -151,6 +151,7 @@ pub struct SippRun {
     scenario: PathBuf,
     remote: SocketAddr,
     local_port: Option<u16>,
+    media_port: Option<u16>,
     transport: Transport,
     inf: Option<PathBuf>,
     service: Option<String>,
@@ -174,6 +175,7 @@ impl SippRun {
             scenario: scenario.into(),
             remote,
             local_port: None,
+            media_port: None,
             transport: Transport::Udp,
             inf: None,
             service: None,
@@ -193,6 +195,13 @@ impl SippRun {
     /// `-p`: the local port (default: a free port from [`crate::process::free_port`]).
     pub fn local_port(mut self, port: u16) -> SippRun {
         self.local_port = Some(port);
+        self
+    }
+
+    /// `-mp`: the local RTP port, the `[media_port]` of the scenarios' SDP and the source
+    /// port of `play_pcap_audio` (SIPp's default, 6000, is shared by every run that omits it).
+    pub fn media_port(mut self, port: u16) -> SippRun {
+        self.media_port = Some(port);
         self
     }
 
@@ -317,6 +326,9 @@ impl SippRun {
         if self.trace_msg {
             args.extend(["-trace_msg".to_owned(), "-message_file".to_owned()]);
             args.push(p("messages.log"));
+        }
+        if let Some(port) = self.media_port {
+            args.extend(["-mp".to_owned(), port.to_string()]);
         }
         if let Some(inf) = &self.inf {
             args.extend(["-inf".to_owned(), inf.to_string_lossy().into_owned()]);
@@ -678,6 +690,7 @@ mod tests {
         )
         .local_port(40000)
         .transport(Transport::Tcp)
+        .media_port(40010)
         .key("expires", "60");
         let args = run.args(Path::new("/tmp/x"));
         let joined = args.join(" ");
@@ -688,5 +701,6 @@ mod tests {
         );
         assert!(joined.contains("-stf /tmp/x/stat.csv"), "{joined}");
         assert!(joined.contains("-key expires 60"), "{joined}");
+        assert!(joined.contains("-mp 40010"), "{joined}");
     }
 }
