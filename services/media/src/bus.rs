@@ -25,6 +25,7 @@ use proto::subjects::{self, types};
 use proto::v1;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::relay::{Leg, LegCounters, LegOptions, PortsExhausted, SessionId};
 use crate::service::{
@@ -340,7 +341,10 @@ impl Server {
         }
         let payload = match self.decode(&message, allocate_only) {
             Ok(request) => {
-                let reply = self.handle(request).await;
+                // The call's trace continues here (call-control's span is the parent).
+                let span = tracing::info_span!("media.request", media_id = %self.media_id);
+                telemetry::propagation::set_parent(&span, &message.headers);
+                let reply = self.handle(request).instrument(span).await;
                 headers.insert(subjects::TYPE_HEADER, types::MEDIA_REPLY);
                 reply.encode_to_vec()
             }

@@ -20,6 +20,8 @@ pub struct MediaConfig {
     pub session: SessionConfig,
     /// Receive and send buffer asked for per socket.
     pub socket_buffer: usize,
+    /// Where the relay's metrics go (`docs/metrics.md`, media rows); none in most tests.
+    pub metrics: Option<telemetry::MediaMetrics>,
 }
 
 impl MediaConfig {
@@ -39,6 +41,7 @@ impl Default for MediaConfig {
             port_last: 32_767,
             session: SessionConfig::default(),
             socket_buffer: 256 * 1024,
+            metrics: None,
         }
     }
 }

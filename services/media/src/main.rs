@@ -71,17 +71,17 @@ struct Args {
     /// (0: never re-latch).
     #[arg(long, default_value_t = 2_000)]
     relatch_after_ms: u64,
+    #[command(flatten)]
+    telemetry: telemetry::TelemetryArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    let telemetry =
+        telemetry::ServiceTelemetry::start("media", &args.telemetry, &["bus", "started"])
+            .await
+            .context("starting telemetry")?;
     if !media::bus::is_valid_media_id(&args.media_id) {
         bail!(
             "--media-id {:?} must be one subject token (no dot, space or wildcard)",
@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             relatch_after: (args.relatch_after_ms > 0)
                 .then(|| Duration::from_millis(args.relatch_after_ms)),
         },
+        metrics: Some(telemetry::MediaMetrics::register(&telemetry.metrics)),
         ..MediaConfig::default()
     };
     let mut shutdown = Shutdown::register().context("registering signal handlers")?;
@@ -115,9 +116,11 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("connecting to NATS")?;
     let pairs = media.available_pairs();
-    let server = media::bus::serve(Arc::new(media), events, &args.media_id, Arc::new(bus))
+    let bus = telemetry.bus(Arc::new(bus));
+    let server = media::bus::serve(Arc::new(media), events, &args.media_id, bus)
         .await
         .context("serving the media control API on the bus")?;
+    telemetry.readiness.set("started", true);
     tracing::info!(media_id = %args.media_id, pairs, "media relay ready");
     tokio::select! {
         () = shutdown.wait() => tracing::info!("signal received: stopping"),

@@ -159,7 +159,24 @@ struct Shared {
     events: mpsc::Sender<MediaEvent>,
 }
 
+/// RTP clock rate assumed for jitter in seconds: 8 kHz, G.711's and (RFC 3551's quirk)
+/// G.722's; the city's phones use those. A wideband codec with another clock would be off by
+/// its ratio.
+const JITTER_CLOCK_HZ: f64 = 8_000.0;
+
 impl Shared {
+    /// Refreshes the open-sessions gauge.
+    fn count_sessions(&self) {
+        if let Some(metrics) = &self.config.metrics {
+            let open = self
+                .sessions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len();
+            metrics.set_sessions(open);
+        }
+    }
+
     fn release_ports(&self, pairs: &[PortPair]) {
         let mut ports = self.ports.lock().unwrap_or_else(PoisonError::into_inner);
         for &pair in pairs {
@@ -297,6 +314,7 @@ impl MediaControl for MediaService {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, control);
+        self.shared.count_sessions();
         let [a_rtp, a_rtcp] = sockets_a;
         let [b_rtp, b_rtcp] = sockets_b;
         let task = SessionTask {
@@ -438,6 +456,7 @@ impl SessionTask {
         // Sockets closed before their ports go back to the allocator.
         drop(self.sockets);
         self.shared.release_ports(&pairs);
+        self.shared.count_sessions();
         tracing::debug!(session = %id, call_id = %self.call_id, ?stats, "released");
         if let Some(reply) = release {
             let _ = reply.send(stats);
@@ -483,6 +502,9 @@ impl SessionTask {
             stats: self.stats(),
         };
         tracing::info!(session = %self.session.id(), call_id = %self.call_id, "media idle");
+        if let Some(metrics) = &self.shared.config.metrics {
+            metrics.idle_session();
+        }
         if self.shared.events.try_send(event).is_err() {
             tracing::warn!(session = %self.session.id(), "idle report dropped: event queue full or closed");
         }
@@ -495,10 +517,13 @@ impl SessionTask {
             return;
         }
         let now = clock::monotonic();
+        // Counted per batch, published once: no metric work per packet.
+        let (mut relayed, mut dropped) = (0u64, 0u64);
+        let kind = if index % 2 == 0 { "rtp" } else { "rtcp" };
         for _ in 0..DRAIN_BATCH {
             let (len, source) = match self.sockets[index].try_recv_from(buf) {
                 Ok(received) => received,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors surfacing from earlier sends (port unreachable): keep reading.
                 Err(error) => {
                     tracing::trace!(port = self.ports[index], %error, "receive error");
@@ -517,11 +542,33 @@ impl SessionTask {
                     // A full send buffer drops the packet: late media is useless media.
                     if let Err(error) = self.sockets[out].try_send_to(packet, forward.to) {
                         tracing::trace!(to = %forward.to, %error, "send failed");
+                        dropped += 1;
+                    } else {
+                        relayed += 1;
+                    }
+                    if kind == "rtcp"
+                        && let Some(metrics) = &self.shared.config.metrics
+                    {
+                        for report in crate::relay::reception_reports(packet) {
+                            metrics.rtcp_report(
+                                report.fraction_lost,
+                                f64::from(report.jitter) / JITTER_CLOCK_HZ,
+                            );
+                        }
                     }
                 }
                 Verdict::Drop(reason) => {
                     tracing::trace!(port = self.ports[index], %source, reason = reason.as_str(), "dropped");
+                    dropped += 1;
                 }
+            }
+        }
+        if let Some(metrics) = &self.shared.config.metrics {
+            if relayed > 0 {
+                metrics.packets(kind, true, relayed);
+            }
+            if dropped > 0 {
+                metrics.packets(kind, false, dropped);
             }
         }
     }

@@ -12,10 +12,12 @@
 //! header), so the end-to-end sequence numbers, timestamps and redundant end packets survive.
 
 mod ports;
+mod rtcp;
 mod rtp;
 mod session;
 
 pub use ports::{PortAllocator, PortPair, PortRangeError, PortsExhausted};
+pub use rtcp::{ReceptionReport, reception_reports};
 pub use rtp::{PacketKind, RTP_HEADER_LEN, RtpHeader, check_rtcp, check_rtp};
 pub use session::{
     DropReason, Forward, Leg, LegCounters, LegOptions, LegPorts, Session, SessionConfig, SessionId,
