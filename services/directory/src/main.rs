@@ -44,17 +44,17 @@ struct Args {
     /// The PBX's SIP realm.
     #[arg(long, env = "CALANQUE_REALM", default_value = "calanque")]
     realm: String,
+    #[command(flatten)]
+    telemetry: telemetry::TelemetryArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    let telemetry =
+        telemetry::ServiceTelemetry::start("directory", &args.telemetry, &["bus", "store"])
+            .await
+            .context("starting telemetry")?;
     let tokens: Vec<BearerToken> = match &args.token_file {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("reading the token file {}", path.display()))?
@@ -74,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
     let (store, bus) = directory::build(&args.store, &args.bus)
         .await
         .context("opening the store and the bus")?;
+    let (store, bus) = (telemetry.store(store), telemetry.bus(bus));
     directory::run(config, store, bus, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
