@@ -32,8 +32,22 @@ pub enum ChallengeKind {
 pub enum AuthOutcome {
     /// The credentials are right: the request comes from this device.
     Authenticated(Arc<Device>),
-    /// Answer with this (a challenge, or 400 for malformed credentials).
+    /// Answer with this challenge: the request carried no credentials for our realm, or a
+    /// stale nonce. Part of every normal exchange, not a failure.
     Reply(Box<Response>),
+    /// Answer with this: the credentials were refused (the answer is still a fresh challenge
+    /// for wrong ones, so that it tells nothing; 400 for malformed ones).
+    Refused(Box<Response>, Refusal),
+}
+
+/// Why credentials were refused (what the registration metrics count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A wrong response, an unknown user, a locked account, a nonce we did not issue or a
+    /// replayed nonce count, or credentials we cannot check (scheme, algorithm, qop).
+    WrongCredentials,
+    /// Malformed credentials (400).
+    Malformed,
 }
 
 /// Authenticates requests for one realm.
@@ -80,7 +94,7 @@ impl Authenticator {
             ChallengeKind::Proxy => request.headers.proxy_authorization(),
         };
         let Ok(credentials) = credentials else {
-            return AuthOutcome::Reply(Box::new(bad_request(request, "Malformed credentials")));
+            return malformed(request);
         };
         let Some(credentials) = self.digest.find_credentials(&credentials) else {
             return self.challenge(request, kind, now_unix, false);
@@ -89,7 +103,7 @@ impl Authenticator {
         if protection.account_locked(now_ms, &username) {
             // Same answer as a wrong password: a lockout must not reveal the account exists.
             protection.auth_failed(now_ms, source, &username);
-            return self.challenge(request, kind, now_unix, false);
+            return self.refuse(request, kind, now_unix);
         }
         let realm = self.digest.realm().to_owned();
         let device = self
@@ -115,7 +129,7 @@ impl Authenticator {
                 protection.auth_succeeded(now_ms, source, &username);
                 AuthOutcome::Authenticated(device)
             }
-            (Ok(_), None) => self.challenge(request, kind, now_unix, false),
+            (Ok(_), None) => self.refuse(request, kind, now_unix),
             (Err(e), _) => {
                 tracing::debug!(%source, user = %username, reason = %e, "authentication failed");
                 match e.reply() {
@@ -126,11 +140,9 @@ impl Authenticator {
                         if counts_as_failure(&e) {
                             protection.auth_failed(now_ms, source, &username);
                         }
-                        self.challenge(request, kind, now_unix, false)
+                        self.refuse(request, kind, now_unix)
                     }
-                    DigestReply::BadRequest => {
-                        AuthOutcome::Reply(Box::new(bad_request(request, "Malformed credentials")))
-                    }
+                    DigestReply::BadRequest => malformed(request),
                 }
             }
         }
@@ -144,6 +156,24 @@ impl Authenticator {
         now_unix: u64,
         stale: bool,
     ) -> AuthOutcome {
+        AuthOutcome::Reply(self.challenge_response(request, kind, now_unix, stale))
+    }
+
+    /// Refuses wrong credentials with a fresh challenge: the same answer as a first one.
+    fn refuse(&self, request: &Request, kind: ChallengeKind, now_unix: u64) -> AuthOutcome {
+        AuthOutcome::Refused(
+            self.challenge_response(request, kind, now_unix, false),
+            Refusal::WrongCredentials,
+        )
+    }
+
+    fn challenge_response(
+        &self,
+        request: &Request,
+        kind: ChallengeKind,
+        now_unix: u64,
+        stale: bool,
+    ) -> Box<Response> {
         let (status, header) = match kind {
             ChallengeKind::Registrar => (StatusCode::UNAUTHORIZED, HeaderName::WwwAuthenticate),
             ChallengeKind::Proxy => (
@@ -155,8 +185,15 @@ impl Authenticator {
         for challenge in self.digest.challenge(now_unix, &self.offered, stale) {
             response.headers.push(header.clone(), challenge.to_string());
         }
-        AuthOutcome::Reply(Box::new(response))
+        Box::new(response)
     }
+}
+
+fn malformed(request: &Request) -> AuthOutcome {
+    AuthOutcome::Refused(
+        Box::new(bad_request(request, "Malformed credentials")),
+        Refusal::Malformed,
+    )
 }
 
 /// A failure a guessing attacker causes (as opposed to a client merely out of date).

@@ -55,6 +55,9 @@ pub struct EdgeConfig {
     /// After the last transaction in flight is answered, how long the edge keeps absorbing
     /// retransmissions before it exits.
     pub drain_linger: Duration,
+    /// The registry the edge registers and feeds its metrics in (`telemetry::SipMetrics`);
+    /// `None` records nothing.
+    pub metrics: Option<telemetry::Metrics>,
 }
 
 impl EdgeConfig {
@@ -79,6 +82,7 @@ impl EdgeConfig {
             core_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(25),
             drain_linger: Duration::from_secs(1),
+            metrics: None,
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sip_core::Transmit;
@@ -16,23 +16,28 @@ use sip_msg::{
     HeaderName, Method, Request, Response, SipMessage, StatusCode, Transport, build_response,
 };
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
-use crate::auth::{AuthOutcome, Authenticator, ChallengeKind};
+use crate::auth::{AuthOutcome, Authenticator, ChallengeKind, Refusal};
 use crate::clock;
 use crate::config::EdgeConfig;
 use crate::core_routing::CoreRouter;
 use crate::location::{LocationService, RegistrationContext};
+use crate::metrics::EdgeMetrics;
 use crate::protection::sync::BanPublisher;
 use crate::protection::{Admission, Protection};
+use crate::registrar::RegistrationOutcome;
 use crate::transport::{Received, TransportEvent, Transports};
 
 /// What tasks and other parts of the edge ask of the engine.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// The answer to a server transaction, computed by a task (the registrar's update).
+    /// The answer to a server transaction, computed by a task (the registrar's update), and
+    /// how it counts as a registration.
     Respond {
         key: TransactionKey,
         response: Box<Response>,
+        registration: Option<RegistrationOutcome>,
     },
     /// A response from call-control for the transaction it was handed as `handle`.
     CoreResponse { handle: u64, message: Bytes },
@@ -40,8 +45,12 @@ pub(crate) enum Command {
     CoreUnavailable { handle: u64 },
     /// Send this over a connection we hold (asked by another edge).
     Deliver(Transmit),
-    /// Send a request for call-control through one of our flows (ADR 0011).
-    Send(Box<proto::v1::EdgeSend>),
+    /// Send a request for call-control through one of our flows (ADR 0011), in the span
+    /// continuing call-control's trace.
+    Send {
+        send: Box<proto::v1::EdgeSend>,
+        span: tracing::Span,
+    },
     /// SIGTERM: stop taking new transactions, finish those in flight, then stop.
     Drain,
 }
@@ -54,6 +63,9 @@ const RETRY_AFTER_SECS: u32 = 5;
 
 /// Events handled per wake-up before outputs are flushed and timers checked.
 const EVENT_BATCH: usize = 64;
+
+/// With metrics on, the engine wakes at least this often, so its gauges never lag more.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) struct Engine {
     config: Arc<EdgeConfig>,
@@ -68,6 +80,7 @@ pub(crate) struct Engine {
     events: mpsc::Receiver<TransportEvent>,
     /// Locally decided bans, to the ban-sharing task.
     bans: BanPublisher,
+    metrics: EdgeMetrics,
     /// Server transactions not yet finally answered (what a drain waits for).
     unanswered: HashSet<TransactionKey>,
     /// Requests handed to call-control, by handle (kept to answer them if call-control
@@ -79,7 +92,7 @@ pub(crate) struct Engine {
     outgoing: HashMap<TransactionKey, Outgoing>,
     outgoing_invites: HashMap<String, TransactionKey>,
     /// Results for call-control, to the task that publishes them in order.
-    results: mpsc::UnboundedSender<(String, proto::v1::EdgeSendResult)>,
+    results: mpsc::UnboundedSender<SendResult>,
     next_handle: u64,
     draining: Option<Instant>,
     /// When the last unanswered transaction was answered during a drain.
@@ -108,6 +121,7 @@ pub(crate) struct EngineParts {
     pub command_tx: mpsc::Sender<Command>,
     pub events: mpsc::Receiver<TransportEvent>,
     pub bans: BanPublisher,
+    pub metrics: EdgeMetrics,
 }
 
 impl Engine {
@@ -127,6 +141,7 @@ impl Engine {
             command_tx: parts.command_tx,
             events: parts.events,
             bans: parts.bans,
+            metrics: parts.metrics,
             unanswered: HashSet::new(),
             core_pending: HashMap::new(),
             core_handles: HashMap::new(),
@@ -142,7 +157,11 @@ impl Engine {
     /// Runs until drained (or until every transport and command sender is gone).
     pub(crate) async fn run(mut self) {
         loop {
-            let wake = self.flush();
+            let mut wake = self.flush();
+            if self.metrics.is_enabled() {
+                self.update_gauges();
+                wake = wake.min(clock::monotonic() + GAUGE_INTERVAL);
+            }
             if self.drained() {
                 tracing::info!(edge = %self.config.edge_id, "drained; stopping");
                 return;
@@ -195,6 +214,15 @@ impl Engine {
         false
     }
 
+    /// Transactions in flight and bindings held, for the gauges. Every client transaction of
+    /// the edge is one run for call-control (`outgoing`).
+    fn update_gauges(&self) {
+        let client = self.outgoing.len();
+        let server = self.layer.transaction_count().saturating_sub(client);
+        self.metrics.transactions(server, client);
+        self.metrics.bindings(self.location.len());
+    }
+
     /// Sends everything the layer queued and handles its events; returns when to wake up.
     fn flush(&mut self) -> Instant {
         loop {
@@ -208,7 +236,16 @@ impl Engine {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Respond { key, response } => self.respond(&key, *response),
+            Command::Respond {
+                key,
+                response,
+                registration,
+            } => {
+                let sent = self.respond(&key, *response);
+                if sent && let Some(outcome) = registration {
+                    self.metrics.registration(outcome);
+                }
+            }
             Command::CoreResponse { handle, message } => self.on_core_response(handle, &message),
             Command::CoreUnavailable { handle } => {
                 if let Some((key, request)) = self.forget_core(handle) {
@@ -225,7 +262,11 @@ impl Engine {
                     tracing::debug!(destination = %transmit.destination, "flow to deliver on is gone");
                 }
             }
-            Command::Send(send) => self.on_send(*send),
+            Command::Send { send, span } => {
+                let entered = span.clone().entered();
+                self.on_send(*send, span);
+                drop(entered);
+            }
             Command::Drain => {
                 if self.draining.is_none() {
                     tracing::info!(
@@ -264,11 +305,12 @@ impl Engine {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let admission =
                 protection.admit(clock::unix_ms(), received.source.ip(), &received.data);
-            self.bans.drain(&mut protection);
+            publish_bans(&self.bans, &self.metrics, &mut protection);
             admission
         };
         if let Admission::Drop(reason) = admission {
             tracing::trace!(source = %received.source, ?reason, "dropped by protection");
+            self.metrics.dropped(reason);
             return;
         }
         self.layer.handle_input(
@@ -294,12 +336,17 @@ impl Engine {
                 source,
                 transport,
             } => {
+                self.metrics.request(&request.method, &transport);
                 let edge_request =
                     self.edge_request(String::new(), &request, source, &transport, "");
                 let core = self.core.clone();
-                tokio::spawn(async move {
-                    let _ = core.notify(edge_request).await;
-                });
+                let span = handoff_span(&request);
+                tokio::spawn(
+                    async move {
+                        let _ = core.notify(edge_request).await;
+                    }
+                    .instrument(span),
+                );
             }
             Event::Cancel {
                 invite_key,
@@ -307,7 +354,20 @@ impl Engine {
                 ..
             } => {
                 // The layer answered the CANCEL; the INVITE ends with 487 (§9.2). Call-control
-                // hears of it so it can stop ringing the callee.
+                // hears of it so it can stop ringing the callee. The layer does not say how the
+                // CANCEL came: its top Via does.
+                if self.metrics.is_enabled() {
+                    let transport = request
+                        .headers
+                        .top_via()
+                        .ok()
+                        .flatten()
+                        .map(|v| v.transport);
+                    let transport = transport.unwrap_or(Transport::Udp);
+                    self.metrics.request(&request.method, &transport);
+                    self.metrics
+                        .response(Some(&request.method), StatusCode::OK.as_u16());
+                }
                 if let Some(handle) = self.core_handles.get(&invite_key).copied()
                     && let Some((key, invite)) = self.forget_core(handle)
                 {
@@ -324,9 +384,13 @@ impl Engine {
                         "",
                     );
                     let core = self.core.clone();
-                    tokio::spawn(async move {
-                        let _ = core.notify(edge_request).await;
-                    });
+                    let span = handoff_span(&request);
+                    tokio::spawn(
+                        async move {
+                            let _ = core.notify(edge_request).await;
+                        }
+                        .instrument(span),
+                    );
                 }
             }
             Event::Terminated { key } => {
@@ -360,10 +424,14 @@ impl Engine {
         source: SocketAddr,
         transport: Transport,
     ) {
+        self.metrics.request(&request.method, &transport);
         self.unanswered.insert(key);
         if self.draining.is_some() {
             // A draining edge refuses new work so phones and the load balancer move on.
-            self.respond_status(&key, &request, StatusCode::SERVICE_UNAVAILABLE, true);
+            let sent = self.respond_status(&key, &request, StatusCode::SERVICE_UNAVAILABLE, true);
+            if sent && request.method == Method::Register {
+                self.metrics.registration(RegistrationOutcome::Draining);
+            }
             return;
         }
         match request.method {
@@ -389,11 +457,24 @@ impl Engine {
     ) {
         let now_unix = clock::unix_secs();
         let device = match self.authenticate(&request, ChallengeKind::Registrar, source) {
-            AuthOutcome::Reply(response) => return self.respond(&key, *response),
+            AuthOutcome::Reply(response) => {
+                // A challenge: the exchange goes on, nothing final to count.
+                self.respond(&key, *response);
+                return;
+            }
+            AuthOutcome::Refused(response, refusal) => {
+                let outcome = match refusal {
+                    Refusal::WrongCredentials => RegistrationOutcome::WrongCredentials,
+                    Refusal::Malformed => RegistrationOutcome::BadRequest,
+                };
+                self.respond_register(&key, *response, outcome);
+                return;
+            }
             AuthOutcome::Authenticated(device) => device,
         };
         if let Err(response) = self.may_register(&request, &device) {
-            return self.respond(&key, *response);
+            self.respond_register(&key, *response, RegistrationOutcome::Forbidden);
+            return;
         }
         let user_agent = request
             .headers
@@ -412,7 +493,7 @@ impl Engine {
         let domain = self.config.domain.clone();
         let commands = self.command_tx.clone();
         tokio::spawn(async move {
-            let response = crate::registrar::register(
+            let (response, outcome) = crate::registrar::register(
                 location, request, domain, source, context, policy, now_unix,
             )
             .await;
@@ -420,6 +501,7 @@ impl Engine {
                 .send(Command::Respond {
                     key,
                     response: Box::new(response),
+                    registration: Some(outcome),
                 })
                 .await;
         });
@@ -446,7 +528,7 @@ impl Engine {
             clock::unix_ms(),
             &mut protection,
         );
-        self.bans.drain(&mut protection);
+        publish_bans(&self.bans, &self.metrics, &mut protection);
         outcome
     }
 
@@ -498,7 +580,10 @@ impl Engine {
         let mut device_id = String::new();
         if !in_dialog && !self.is_trusted(source.ip()) {
             match self.authenticate(&request, ChallengeKind::Proxy, source) {
-                AuthOutcome::Reply(response) => return self.respond(&key, *response),
+                AuthOutcome::Reply(response) | AuthOutcome::Refused(response, _) => {
+                    self.respond(&key, *response);
+                    return;
+                }
                 AuthOutcome::Authenticated(device) => device_id = device.id.as_str().to_owned(),
             }
         }
@@ -506,16 +591,20 @@ impl Engine {
         self.next_handle += 1;
         let edge_request =
             self.edge_request(handle.to_string(), &request, source, &transport, &device_id);
+        let span = handoff_span(&request);
         self.core_pending.insert(handle, (key, request));
         self.core_handles.insert(key, handle);
         let core = self.core.clone();
         let commands = self.command_tx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = core.hand_off(edge_request).await {
-                tracing::debug!(error = %e, "call-control did not take the request");
-                let _ = commands.send(Command::CoreUnavailable { handle }).await;
+        tokio::spawn(
+            async move {
+                if let Err(e) = core.hand_off(edge_request).await {
+                    tracing::debug!(error = %e, "call-control did not take the request");
+                    let _ = commands.send(Command::CoreUnavailable { handle }).await;
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     fn on_core_response(&mut self, handle: u64, message: &[u8]) {
@@ -538,20 +627,52 @@ impl Engine {
         self.respond(&key, response);
     }
 
-    fn respond(&mut self, key: &TransactionKey, response: Response) {
-        let is_final = response.status.as_u16() >= 200;
-        if let Err(e) = self.layer.send_response(clock::monotonic(), key, response) {
-            tracing::debug!(error = %e, "response not sent: transaction gone");
+    /// Sends a response on a server transaction; false when the transaction is gone.
+    fn respond(&mut self, key: &TransactionKey, response: Response) -> bool {
+        let status = response.status.as_u16();
+        // The layer takes the response: read what the counter needs first.
+        let method = if self.metrics.is_enabled() {
+            response
+                .headers
+                .cseq()
+                .ok()
+                .flatten()
+                .map(|cseq| cseq.method)
+        } else {
+            None
+        };
+        let sent = match self.layer.send_response(clock::monotonic(), key, response) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "response not sent: transaction gone");
+                false
+            }
+        };
+        if sent {
+            self.metrics.response(method.as_ref(), status);
         }
-        if is_final {
+        if status >= 200 {
             self.unanswered.remove(key);
+        }
+        sent
+    }
+
+    /// Sends the final answer to a REGISTER and counts it as `outcome`.
+    fn respond_register(
+        &mut self,
+        key: &TransactionKey,
+        response: Response,
+        outcome: RegistrationOutcome,
+    ) {
+        if self.respond(key, response) {
+            self.metrics.registration(outcome);
         }
     }
 
     /// Sends a request for call-control: our Via on top, a client transaction, results to
     /// its reply subject. CANCEL cancels the INVITE of the same call_ref; ACK goes without a
     /// transaction.
-    fn on_send(&mut self, send: proto::v1::EdgeSend) {
+    fn on_send(&mut self, send: proto::v1::EdgeSend, span: tracing::Span) {
         let proto::v1::EdgeSend {
             call_ref,
             message,
@@ -579,6 +700,7 @@ impl Engine {
                 return;
             }
         };
+        span.record("method", request.method.as_str());
         let branch = self.layer.new_branch();
         let host = match local.ip() {
             std::net::IpAddr::V4(ip) => sip_msg::Host::Ipv4(ip),
@@ -591,7 +713,7 @@ impl Engine {
             let mut response = build_response(request, status, None);
             response.reason = reason.to_owned();
             response.headers.remove_top_via();
-            this.publish_result(&call_ref, &reply_subject, &response);
+            this.publish_result(&call_ref, &reply_subject, &response, &span);
         };
         if request.method == Method::Cancel {
             let cancelled = self
@@ -627,6 +749,7 @@ impl Engine {
                         call_ref,
                         reply_subject,
                         request,
+                        span,
                     },
                 );
             }
@@ -648,8 +771,12 @@ impl Engine {
         };
         // Our Via is ours alone: call-control's copy of the request never had it.
         response.headers.remove_top_via();
-        let (call_ref, subject) = (outgoing.call_ref.clone(), outgoing.reply_subject.clone());
-        self.publish_result(&call_ref, &subject, &response);
+        self.publish_result(
+            &outgoing.call_ref,
+            &outgoing.reply_subject,
+            &response,
+            &outgoing.span,
+        );
     }
 
     /// Tells call-control its request failed at the edge (Timer B/F, transport error).
@@ -660,18 +787,33 @@ impl Engine {
         let mut response = build_response(&outgoing.request, status, None);
         response.reason = reason.to_owned();
         response.headers.remove_top_via();
-        let (call_ref, subject) = (outgoing.call_ref.clone(), outgoing.reply_subject.clone());
-        self.publish_result(&call_ref, &subject, &response);
+        self.publish_result(
+            &outgoing.call_ref,
+            &outgoing.reply_subject,
+            &response,
+            &outgoing.span,
+        );
     }
 
     /// Queues a result for call-control. One task publishes them in order: a 180 must not
     /// overtake the 200 that follows it.
-    fn publish_result(&self, call_ref: &str, subject: &str, response: &Response) {
+    /// `span` is the send's: the result goes back in call-control's trace.
+    fn publish_result(
+        &self,
+        call_ref: &str,
+        subject: &str,
+        response: &Response,
+        span: &tracing::Span,
+    ) {
         let result = proto::v1::EdgeSendResult {
             call_ref: call_ref.to_owned(),
             message: response.to_bytes(),
         };
-        if self.results.send((subject.to_owned(), result)).is_err() {
+        if self
+            .results
+            .send((subject.to_owned(), result, span.clone()))
+            .is_err()
+        {
             tracing::warn!("result publisher stopped; result for call-control dropped");
         }
     }
@@ -682,21 +824,22 @@ impl Engine {
         Some((key, request))
     }
 
-    /// Answers `request` with a bare status (and Retry-After when asked).
+    /// Answers `request` with a bare status (and Retry-After when asked); false when the
+    /// transaction is gone.
     fn respond_status(
         &mut self,
         key: &TransactionKey,
         request: &Request,
         status: StatusCode,
         retry_after: bool,
-    ) {
+    ) -> bool {
         let mut response = build_response(request, status, Some(&crate::tags::new_tag()));
         if retry_after {
             response
                 .headers
                 .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
         }
-        self.respond(key, response);
+        self.respond(key, response)
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -741,19 +884,41 @@ impl Engine {
     }
 }
 
+/// A result for call-control: its reply subject, the result, the span of its send.
+type SendResult = (String, proto::v1::EdgeSendResult, tracing::Span);
+
 /// The task that publishes results for call-control, in the order the engine produced them.
-fn spawn_result_publisher(
-    core: CoreRouter,
-) -> mpsc::UnboundedSender<(String, proto::v1::EdgeSendResult)> {
-    let (sender, mut receiver) = mpsc::unbounded_channel::<(String, proto::v1::EdgeSendResult)>();
+fn spawn_result_publisher(core: CoreRouter) -> mpsc::UnboundedSender<SendResult> {
+    let (sender, mut receiver) = mpsc::unbounded_channel::<SendResult>();
     tokio::spawn(async move {
-        while let Some((subject, result)) = receiver.recv().await {
-            if let Err(e) = core.send_result(&subject, result).await {
+        while let Some((subject, result, span)) = receiver.recv().await {
+            let published = core.send_result(&subject, result).instrument(span).await;
+            if let Err(e) = published {
                 tracing::debug!(error = %e, "result for call-control not published");
             }
         }
     });
     sender
+}
+
+/// The span of a request handed to call-control: the bus carries its context there
+/// (`telemetry::InstrumentedBus`), so call-control's spans for the request are its children.
+fn handoff_span(request: &Request) -> tracing::Span {
+    tracing::info_span!(
+        "edge.handoff",
+        method = request.method.as_str(),
+        call_id = request.headers.call_id().unwrap_or_default(),
+    )
+}
+
+/// Queues the bans `protection` decided for the other replicas, and counts them. The engine
+/// calls it with the lock it holds right after `admit` or an authentication, the only calls
+/// that ban, so every ban this replica decides is counted here.
+fn publish_bans(bans: &BanPublisher, metrics: &EdgeMetrics, protection: &mut Protection) {
+    while let Some(ban) = protection.poll_new_ban() {
+        metrics.banned(&ban.reason);
+        bans.publish(ban);
+    }
 }
 
 /// A client transaction run for call-control.
@@ -762,6 +927,8 @@ struct Outgoing {
     call_ref: String,
     reply_subject: String,
     request: Request,
+    /// `edge.send`, open until the transaction ends.
+    span: tracing::Span,
 }
 
 /// Transport and address a flow designates.

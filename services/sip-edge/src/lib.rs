@@ -15,13 +15,15 @@
 //! `engine` (the one task that owns the transaction layer), `auth` (digest against the
 //! directory), `registrar` (the location update; bindings live in the `location` crate),
 //! `protection/` (rate limits, bans, scanners, lockouts), `core_routing` (the bus to
-//! call-control), `nat_keepalive` (pings to phones behind NAT), `service` (wiring, drain).
+//! call-control), `nat_keepalive` (pings to phones behind NAT), `metrics` (what the edge
+//! counts, in the catalogue's terms), `service` (wiring, drain).
 
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod core_routing;
 mod engine;
+mod metrics;
 /// The location service lives in its own crate (call-control reads it too); re-exported
 /// under its old path.
 pub use location;

@@ -1,5 +1,5 @@
-//! `calanque-sip-edge`: the SIP edge binary (flags → config → store and bus → run until
-//! SIGTERM/SIGINT → graceful drain).
+//! `calanque-sip-edge`: the SIP edge binary (flags → telemetry → config → store and bus → run
+//! until SIGTERM/SIGINT → not ready, graceful drain).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use sip_core::digest::Algorithm;
 use sip_edge::EdgeConfig;
 use sip_edge::config::TlsFiles;
 use sip_edge::transport::ListenSpec;
+use telemetry::{ServiceTelemetry, TelemetryArgs};
 
 /// The calanque SIP edge.
 #[derive(Debug, Parser)]
@@ -85,18 +86,18 @@ struct Args {
     /// Longest graceful drain after SIGTERM, in seconds.
     #[arg(long, default_value_t = 25)]
     drain_timeout: u64,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
-    let config = config_from(&args)?;
+    let telemetry = ServiceTelemetry::start("edge", &args.telemetry, &["bus", "store", "started"])
+        .await
+        .context("starting telemetry")?;
+    let mut config = config_from(&args)?;
+    config.metrics = Some(telemetry.metrics.clone());
     let store = match (&args.etcd, &args.data_dir) {
         (Some(endpoints), _) => format!("etcd:{endpoints}"),
         (None, Some(dir)) => format!("embedded:{}", dir.join("calanque.redb").display()),
@@ -115,13 +116,17 @@ async fn main() -> anyhow::Result<()> {
     let (store, bus) = directory::build(&store, &bus)
         .await
         .context("opening the store and the bus")?;
+    let (store, bus) = (telemetry.store(store), telemetry.bus(bus));
     let edge = sip_edge::start(config, store, bus)
         .await
         .context("starting the edge")?;
     // Handlers first, then "ready": a SIGTERM right after the ready line must drain, not kill.
     let signal = shutdown_signal()?;
+    telemetry.readiness.set("started", true);
     tracing::info!("sip-edge ready");
     signal.await;
+    // Not ready first, so that Kubernetes takes the pod out of its endpoints while it drains.
+    telemetry.readiness.set("started", false);
     tracing::info!("signal received: draining");
     edge.drain().await;
     Ok(())

@@ -17,8 +17,60 @@ const MAX_ATTEMPTS: usize = 4;
 /// Seconds a phone is told to wait when the store is unreachable (503 Retry-After).
 const RETRY_AFTER_SECS: u32 = 5;
 
-/// Applies an authenticated REGISTER and returns the response to send. The AOR is the To
-/// URI's user in `domain` (phones often put the registrar's address in To).
+/// How the final answer to a REGISTER counts: the `reason` of
+/// `calanque_registrations_total` (docs/metrics.md), and through it the SLI's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationOutcome {
+    /// 200 to a REGISTER that added or refreshed a binding, or only asked for the list.
+    Registered,
+    /// 200 to a REGISTER that only removed bindings (Expires 0, `Contact: *`).
+    Unregistered,
+    /// The credentials were refused: a fresh challenge answering a wrong response, an unknown
+    /// user or a locked account (a first challenge, or one for a stale nonce, is not final).
+    WrongCredentials,
+    /// 403: the device may not register this AOR.
+    Forbidden,
+    /// 423 Interval Too Brief.
+    IntervalTooBrief,
+    /// 400, 404 or an out-of-order REGISTER's 500: the phone's request was wrong.
+    BadRequest,
+    /// 503 or 500: the store was unreachable, or kept refusing the commit.
+    StoreError,
+    /// 503: the edge is draining.
+    Draining,
+}
+
+impl RegistrationOutcome {
+    /// The catalogue's `result` label, as the SLI reads it.
+    pub fn result(self) -> telemetry::RegistrationResult {
+        use telemetry::RegistrationResult::{Success, SystemFailure, UserFailure};
+        match self {
+            RegistrationOutcome::Registered | RegistrationOutcome::Unregistered => Success,
+            RegistrationOutcome::WrongCredentials
+            | RegistrationOutcome::Forbidden
+            | RegistrationOutcome::IntervalTooBrief
+            | RegistrationOutcome::BadRequest => UserFailure,
+            RegistrationOutcome::StoreError | RegistrationOutcome::Draining => SystemFailure,
+        }
+    }
+
+    /// The catalogue's `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            RegistrationOutcome::Registered => "ok",
+            RegistrationOutcome::Unregistered => "unregister",
+            RegistrationOutcome::WrongCredentials => "wrong_credentials",
+            RegistrationOutcome::Forbidden => "forbidden",
+            RegistrationOutcome::IntervalTooBrief => "interval_too_brief",
+            RegistrationOutcome::BadRequest => "bad_request",
+            RegistrationOutcome::StoreError => "store_error",
+            RegistrationOutcome::Draining => "draining",
+        }
+    }
+}
+
+/// Applies an authenticated REGISTER and returns the response to send, and how it counts.
+/// The AOR is the To URI's user in `domain` (phones often put the registrar's address in To).
 pub async fn register(
     location: LocationService,
     original: Request,
@@ -27,7 +79,7 @@ pub async fn register(
     context: RegistrationContext,
     policy: RegistrarPolicy,
     now_unix: u64,
-) -> Response {
+) -> (Response, RegistrationOutcome) {
     let request = in_domain(&original, &domain);
     let Some(aor) = request
         .headers
@@ -37,10 +89,11 @@ pub async fn register(
         .and_then(|to| canonical_aor(&to.uri))
     else {
         // The core answers 400/404 for a To it cannot use; let it build that answer.
-        return match process_register(&original, &[], now_unix, source, &policy) {
+        let response = match process_register(&original, &[], now_unix, source, &policy) {
             Err(response) => *response,
             Ok(_) => error_response(&original, StatusCode::BAD_REQUEST, None),
         };
+        return (response, RegistrationOutcome::BadRequest);
     };
     let tag = crate::tags::new_tag();
     for attempt in 0..MAX_ATTEMPTS {
@@ -55,20 +108,41 @@ pub async fn register(
         let existing: Vec<_> = current.iter().map(|b| b.binding.clone()).collect();
         let plan = match process_register(&request, &existing, now_unix, source, &policy) {
             Ok(plan) => plan,
-            Err(response) => return as_answer_to(*response, &original, &tag),
+            Err(response) => {
+                let outcome = refusal_outcome(response.status);
+                return (as_answer_to(*response, &original, &tag), outcome);
+            }
+        };
+        let outcome = if plan.upserts.is_empty() && !plan.removals.is_empty() {
+            RegistrationOutcome::Unregistered
+        } else {
+            RegistrationOutcome::Registered
         };
         if plan.is_unchanged() {
-            return ok_response(&original, &plan, now_unix, Some(&tag));
+            return (ok_response(&original, &plan, now_unix, Some(&tag)), outcome);
         }
         match location.apply(&plan, &context, &current, now_unix).await {
-            Ok(_) => return ok_response(&original, &plan, now_unix, Some(&tag)),
+            Ok(_) => return (ok_response(&original, &plan, now_unix, Some(&tag)), outcome),
             Err(LocationError::Conflict { .. }) => {
                 tracing::debug!(%aor, attempt, "binding changed meanwhile; planning again");
             }
             Err(e) => return store_failure(&original, &e),
         }
     }
-    error_response(&original, StatusCode::SERVER_INTERNAL_ERROR, None)
+    (
+        error_response(&original, StatusCode::SERVER_INTERNAL_ERROR, None),
+        RegistrationOutcome::StoreError,
+    )
+}
+
+/// How the registrar core's refusal counts: 423 is its own reason; 400, 404 and the 500 of
+/// an out-of-order REGISTER (§10.3 step 7: a stale or reordered request) are the phone's.
+fn refusal_outcome(status: StatusCode) -> RegistrationOutcome {
+    if status == StatusCode::INTERVAL_TOO_BRIEF {
+        RegistrationOutcome::IntervalTooBrief
+    } else {
+        RegistrationOutcome::BadRequest
+    }
 }
 
 /// The request with its To URI moved into `domain` (host and port), for planning only: every
@@ -98,12 +172,15 @@ fn as_answer_to(mut response: Response, original: &Request, tag: &str) -> Respon
     response
 }
 
-fn store_failure(request: &Request, e: &LocationError) -> Response {
+fn store_failure(request: &Request, e: &LocationError) -> (Response, RegistrationOutcome) {
     tracing::warn!(error = %e, "location store unavailable; answering 503");
-    error_response(
-        request,
-        StatusCode::SERVICE_UNAVAILABLE,
-        Some(RETRY_AFTER_SECS),
+    (
+        error_response(
+            request,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(RETRY_AFTER_SECS),
+        ),
+        RegistrationOutcome::StoreError,
     )
 }
 

@@ -17,6 +17,7 @@ use crate::config::EdgeConfig;
 use crate::core_routing::{self, CoreRouter};
 use crate::engine::{Command, Engine, EngineParts};
 use crate::location::LocationService;
+use crate::metrics::EdgeMetrics;
 use crate::protection::{BanSync, BanSyncOptions, Protection};
 use crate::transport::{ListenSpec, Transports};
 
@@ -114,6 +115,7 @@ pub async fn start(
         return Err(StartError::NoListener);
     }
     let config = Arc::new(config);
+    let metrics = EdgeMetrics::new(config.metrics.as_ref());
     let directory = DirectoryCache::start(store.clone()).await?;
     let location = LocationService::start(store.clone(), config.location.clone()).await?;
     let protection = Arc::new(Mutex::new(Protection::new(config.protection.clone())));
@@ -128,10 +130,15 @@ pub async fn start(
     let subscriptions = subscribe(&config.edge_id, &bus, &command_tx).await?;
     let (event_tx, events) = mpsc::channel(INBOUND_QUEUE);
     let tls = match &config.tls {
-        Some(files) => Some(crate::transport::load_tls_acceptor(
-            &files.certificate,
-            &files.key,
-        )?),
+        Some(files) => {
+            let acceptor = crate::transport::load_tls_acceptor(&files.certificate, &files.key)?;
+            match crate::transport::certificate_not_after(&files.certificate) {
+                Ok(not_after) => metrics.certificate_expiry(not_after),
+                // rustls took the chain, so this is a parser disagreement: serve anyway.
+                Err(e) => tracing::warn!(error = %e, "TLS certificate expiry unknown"),
+            }
+            Some(acceptor)
+        }
         None => None,
     };
     let transports = Transports::start(&config.listen, tls, config.connections, event_tx).await?;
@@ -147,6 +154,7 @@ pub async fn start(
         commands,
         events,
         subscriptions,
+        metrics,
     )
 }
 
@@ -163,6 +171,7 @@ fn start_with(
     commands: mpsc::Receiver<Command>,
     events: mpsc::Receiver<crate::transport::TransportEvent>,
     subscriptions: Vec<JoinHandle<()>>,
+    metrics: EdgeMetrics,
 ) -> Result<EdgeHandle, StartError> {
     let digest = DigestServer::new(
         config.realm.clone(),
@@ -181,6 +190,7 @@ fn start_with(
         command_tx: command_tx.clone(),
         events,
         bans: bans.publisher(),
+        metrics,
     });
     for spec in transports.bound() {
         tracing::info!(edge = %config.edge_id, listen = %spec, "listening");
@@ -268,7 +278,18 @@ async fn subscribe(
                 tracing::warn!("undecodable EdgeSend dropped");
                 continue;
             };
-            if to_engine.send(Command::Send(Box::new(send))).await.is_err() {
+            // A child of call-control's span that asked for the send: one call, one trace.
+            let span = tracing::info_span!(
+                "edge.send",
+                call_ref = %send.call_ref,
+                method = tracing::field::Empty,
+            );
+            telemetry::propagation::set_parent(&span, &message.headers);
+            let command = Command::Send {
+                send: Box::new(send),
+                span,
+            };
+            if to_engine.send(command).await.is_err() {
                 return;
             }
         }

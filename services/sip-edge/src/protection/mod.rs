@@ -188,6 +188,23 @@ impl BanReason {
             BanReason::AuthFailures => "auth-failures",
         }
     }
+
+    /// The `reason` label of `calanque_protection_bans_total` (docs/metrics.md).
+    fn metric_label(self) -> &'static str {
+        match self {
+            BanReason::Rate => "flood",
+            BanReason::AuthFailures => "auth_failures",
+        }
+    }
+}
+
+/// The metric label of a ban this replica decided, from its `Ban::reason`; `None` for a
+/// reason this version does not give.
+pub(crate) fn ban_metric_label(wire: &str) -> Option<&'static str> {
+    [BanReason::Rate, BanReason::AuthFailures]
+        .into_iter()
+        .find(|reason| reason.as_str() == wire)
+        .map(BanReason::metric_label)
 }
 
 /// What [`Protection::apply_ban`] did with a ban from elsewhere.

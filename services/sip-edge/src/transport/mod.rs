@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 pub use connection::ConnectionLimits;
 pub use listen::{ListenSpec, ListenSpecError};
-pub use tls::{TlsError, load_tls_acceptor};
+pub use tls::{TlsError, certificate_not_after, load_tls_acceptor};
 
 /// Something the transports tell the engine.
 #[derive(Debug)]

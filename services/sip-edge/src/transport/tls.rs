@@ -18,6 +18,23 @@ pub enum TlsError {
     Config(String),
 }
 
+/// The notAfter of the first certificate (the leaf) in a PEM chain, in Unix seconds: what the
+/// expiry metric shows, so an alert fires before phones start refusing the edge.
+pub fn certificate_not_after(cert: &Path) -> Result<i64, TlsError> {
+    let failed = |reason: String| TlsError::Certificate {
+        path: cert.display().to_string(),
+        reason,
+    };
+    let leaf = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| failed(e.to_string()))?
+        .next()
+        .ok_or_else(|| failed("no CERTIFICATE block".into()))?
+        .map_err(|e| failed(e.to_string()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| failed(format!("not an X.509 certificate: {e}")))?;
+    Ok(parsed.validity().not_after.timestamp())
+}
+
 /// A TLS acceptor for the certificate chain and private key in these PEM files.
 pub fn load_tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
