@@ -10,183 +10,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{Cluster, ClusterOptions, REALM, rtp, sdp_for, sdp_port, wait_for_edge};
 use sip_msg::{Method, StatusCode};
-use store::Store;
-use store::etcd::{EtcdConfig, EtcdStore};
 use test_phone::Phone;
-use testkit::etcd::EtcdServer;
-use testkit::nats::NatsServer;
-use tokio::process::{Child, Command};
-
-const REALM: &str = "calanque.test";
-
-fn sibling(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_calanque")).with_file_name(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: `cargo test --workspace` builds it (or cargo build --bins)",
-        path.display()
-    );
-    path
-}
-
-fn spawn(binary: &str, args: &[&str]) -> Child {
-    Command::new(sibling(binary))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-/// Starts a service and waits (at most 30 s) until it logs `ready_line` (its readiness line:
-/// subscriptions made, caches loaded).
-async fn spawn_ready(binary: &str, args: &[&str], ready_line: &str) -> Child {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = Command::new(sibling(binary))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        // The directory's admin API needs a token (unused here; only the directory reads it).
-        .env(
-            "CALANQUE_DIRECTORY_TOKEN",
-            "cluster-test-admin-token-0123456789abcdef",
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains(ready_line) {
-                return;
-            }
-        }
-        panic!("{binary} exited before logging {ready_line:?}");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{binary} did not log {ready_line:?} within 30 s"));
-    // Keep reading so the process never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
-}
-
-/// OPTIONS until the edge answers (it is up, with its directory and location loaded).
-async fn wait_for_edge(edge: SocketAddr) {
-    let probe = Phone::new("probe", "-", REALM, edge).await;
-    for i in 0..100 {
-        let options = format!(
-            "OPTIONS sip:{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-probe{i}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:probe@{REALM}>;tag=p\r\nTo: <sip:{REALM}>\r\n\
-             Call-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-            probe.local
-        );
-        probe.send(options.as_bytes()).await;
-        if probe.next(Duration::from_millis(200)).await.is_some() {
-            return;
-        }
-    }
-    panic!("the edge process never answered OPTIONS");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_through_separate_edge_and_call_control_processes() {
-    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let nats = tokio::task::spawn_blocking(NatsServer::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        EtcdStore::connect(&EtcdConfig::new([etcd.endpoint()]))
-            .await
-            .unwrap(),
-    );
-    test_phone::directory::seed_small_city(&store, REALM).await;
-
-    let sip: SocketAddr = format!("127.0.0.1:{}", testkit::process::free_port())
-        .parse()
-        .unwrap();
-    let nonce_key = "11".repeat(32);
-    let _edge = spawn(
-        "calanque-sip-edge",
-        &[
-            "--edge-id",
-            "edge-a",
-            "--listen",
-            &format!("udp:{sip}"),
-            "--etcd",
-            &etcd.endpoint(),
-            "--nats",
-            &nats.url(),
-            "--realm",
-            REALM,
-            "--nonce-key",
-            &nonce_key,
-        ],
-    );
-    let _call_control = spawn(
-        "calanque-call-control",
-        &[
-            "--instance",
-            "cc-a",
-            "--etcd",
-            &etcd.endpoint(),
-            "--nats",
-            &nats.url(),
-            "--domain",
-            REALM,
-        ],
-    );
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    let _call_control = cluster.call_control("cc-a").await;
+    let sip = cluster.sip;
     wait_for_edge(sip).await;
 
     let mut alice = Phone::new("user1", "pw1", REALM, sip).await;
     let mut bob = Phone::new("user2", "pw2", REALM, sip).await;
     alice.register().await;
     bob.register().await;
-    // call-control reads bindings from its own location cache (etcd watch): give it a moment
-    // by retrying the call if the first attempt finds Bob unregistered (480).
-    let mut invite = None;
-    for attempt in 0..20 {
-        alice
-            .call("1002", &format!("cluster-{attempt}@alice"))
-            .await;
-        match tokio::time::timeout(Duration::from_secs(3), async {
-            tokio::select! {
-                request = bob.request() => Ok(request),
-                response = alice.response(false) => Err(response),
-            }
-        })
-        .await
-        {
-            Ok(Ok(request)) => {
-                invite = Some(request);
-                break;
-            }
-            Ok(Err(response)) => {
-                assert_eq!(
-                    response.status,
-                    StatusCode::TEMPORARILY_UNAVAILABLE,
-                    "{response:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(_) => panic!("neither the callee rang nor the caller got an answer"),
-        }
-    }
-    let invite = invite.expect("the callee rang");
+    let (_, invite) = cluster
+        .call_until_ringing(&mut alice, &mut bob, "cluster", test_phone::SDP_OFFER)
+        .await;
     assert_eq!(invite.method, Method::Invite);
     bob.reply(&invite, StatusCode::RINGING, "b").await;
     assert_eq!(alice.response(true).await.status, StatusCode::RINGING);
@@ -223,28 +69,6 @@ async fn a_call_through_separate_edge_and_call_control_processes() {
     assert_eq!(bye.headers.call_id(), answered.headers.call_id());
 }
 
-/// An RTP packet (version 2, PCMU, 20 ms) with this sequence number and SSRC.
-fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
-    let mut packet = vec![0x80, 0x00];
-    packet.extend_from_slice(&seq.to_be_bytes());
-    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    packet.extend_from_slice(&ssrc.to_be_bytes());
-    packet.extend(std::iter::repeat_n(0xD5u8, 160));
-    packet
-}
-
-fn sdp_for(port: u16) -> String {
-    format!(
-        "v=0\r\no=p 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n"
-    )
-}
-
-fn sdp_port(body: &[u8]) -> u16 {
-    let text = std::str::from_utf8(body).unwrap();
-    let m = text.lines().find(|l| l.starts_with("m=audio ")).unwrap();
-    m.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Arrival times of the RTP packets one phone receives, collected until `stop`.
 async fn receive_rtp(
     socket: Arc<tokio::net::UdpSocket>,
@@ -277,103 +101,18 @@ async fn killing_the_call_control_process_of_a_relayed_call_keeps_media_and_the_
     use media::MediaControl as _;
     use prost::Message as _;
 
-    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let nats = tokio::task::spawn_blocking(NatsServer::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        EtcdStore::connect(&EtcdConfig::new([etcd.endpoint()]))
-            .await
-            .unwrap(),
+    let mut cluster = Cluster::start(ClusterOptions {
+        relay: true,
+        ..ClusterOptions::default()
+    })
+    .await;
+    let (sip, store, relay_ports) = (
+        cluster.sip,
+        cluster.store.clone(),
+        cluster.relay_ports.clone(),
     );
-    test_phone::directory::seed_small_city(&store, REALM).await;
-    test_phone::directory::set_media_policy(&store, "S-1", true).await;
-
-    // Every service as its own process.
-    let etcd_url = etcd.endpoint();
-    let nats_url = nats.url();
-    let rest = format!("127.0.0.1:{}", testkit::process::free_port());
-    let grpc = format!("127.0.0.1:{}", testkit::process::free_port());
-    let _directory = spawn_ready(
-        "calanque-directory",
-        &[
-            "--store",
-            &format!("etcd:{etcd_url}"),
-            "--bus",
-            &nats_url,
-            "--rest",
-            &rest,
-            "--grpc",
-            &grpc,
-            "--realm",
-            REALM,
-        ],
-        "REST API listening",
-    )
-    .await;
-    let first_port = 24_000 + 2 * (testkit::process::free_port() % 500);
-    let ports = format!("{first_port}-{}", first_port + 99);
-    let relay_ports = first_port..=first_port + 99;
-    let _media = spawn_ready(
-        "calanque-media",
-        &[
-            "--nats",
-            &nats_url,
-            "--media-id",
-            "media-k",
-            "--ports",
-            &ports,
-        ],
-        "media relay ready",
-    )
-    .await;
-    let sip: SocketAddr = format!("127.0.0.1:{}", testkit::process::free_port())
-        .parse()
-        .unwrap();
-    let _edge = spawn(
-        "calanque-sip-edge",
-        &[
-            "--edge-id",
-            "edge-k",
-            "--listen",
-            &format!("udp:{sip}"),
-            "--etcd",
-            &etcd_url,
-            "--nats",
-            &nats_url,
-            "--realm",
-            REALM,
-            "--nonce-key",
-            &"22".repeat(32),
-        ],
-    );
-    let cc_args = |instance: &'static str| -> Vec<String> {
-        [
-            "--instance",
-            instance,
-            "--etcd",
-            &etcd_url,
-            "--nats",
-            &nats_url,
-            "--domain",
-            REALM,
-            "--media-relay",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect()
-    };
-    let args_1 = cc_args("cc-1");
-    let mut cc_1 = spawn_ready(
-        "calanque-call-control",
-        &args_1.iter().map(String::as_str).collect::<Vec<_>>(),
-        "call-control ready",
-    )
-    .await;
+    let nats_url = cluster.nats.url();
+    let mut cc_1 = cluster.call_control("cc-1").await;
     wait_for_edge(sip).await;
 
     // A call anchored on the relay, set up by cc-1 (the only replica so far).
@@ -383,33 +122,10 @@ async fn killing_the_call_control_process_of_a_relayed_call_keeps_media_and_the_
     let mut bob = Phone::new("user2", "pw2", REALM, sip).await;
     alice.register().await;
     bob.register().await;
-    let mut invite = None;
-    let mut call_id = String::new();
-    for attempt in 0..20 {
-        call_id = format!("takeover-{attempt}@alice");
-        let offer = sdp_for(alice_rtp.local_addr().unwrap().port());
-        alice.call_with_sdp("1002", &call_id, &offer).await;
-        let outcome = tokio::time::timeout(Duration::from_secs(3), async {
-            tokio::select! {
-                request = bob.request() => Ok(request),
-                response = alice.response(false) => Err(response),
-            }
-        })
-        .await
-        .expect("neither the callee rang nor the caller got an answer");
-        match outcome {
-            Ok(request) => {
-                invite = Some(request);
-                break;
-            }
-            // call-control's location cache has not seen Bob's binding yet.
-            Err(response) => {
-                assert_eq!(response.status, StatusCode::TEMPORARILY_UNAVAILABLE);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    let invite = invite.expect("the callee rang");
+    let offer = sdp_for(alice_rtp.local_addr().unwrap().port());
+    let (call_id, invite) = cluster
+        .call_until_ringing(&mut alice, &mut bob, "takeover", &offer)
+        .await;
     let relay_for_bob = sdp_port(&invite.body);
     assert!(relay_ports.contains(&relay_for_bob), "{relay_for_bob}");
     let bob_sdp = sdp_for(bob_rtp.local_addr().unwrap().port());
@@ -466,13 +182,7 @@ async fn killing_the_call_control_process_of_a_relayed_call_keeps_media_and_the_
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // A second replica joins; then cc-1 is killed outright (no drain, no goodbye).
-    let args_2 = cc_args("cc-2");
-    let _cc_2 = spawn_ready(
-        "calanque-call-control",
-        &args_2.iter().map(String::as_str).collect::<Vec<_>>(),
-        "call-control ready",
-    )
-    .await;
+    let _cc_2 = cluster.call_control("cc-2").await;
     cc_1.start_kill().unwrap();
     let status = cc_1.wait().await.unwrap();
     assert!(!status.success(), "cc-1 was killed: {status}");

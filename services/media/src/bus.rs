@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bus::{Bus, BusError, BusHeaders, BusMessage, Subscription, TraceContext};
+use bus::{Bus, BusError, BusHeaders, BusMessage, Subscription};
 use bytes::Bytes;
 use proto::Message as _;
 use proto::subjects::{self, types};
@@ -335,10 +335,8 @@ impl Server {
     }
 
     async fn answer(&self, message: BusMessage, allocate_only: bool) {
+        // The trace context of the reply is the bus's to add (telemetry's instrumented bus).
         let mut headers = BusHeaders::new();
-        if let Some(trace) = TraceContext::extract(&message.headers) {
-            trace.child().inject(&mut headers);
-        }
         let payload = match self.decode(&message, allocate_only) {
             Ok(request) => {
                 // The call's trace continues here (call-control's span is the parent).
@@ -690,8 +688,9 @@ impl MediaClient {
         request: &v1::MediaRequest,
         session: Option<SessionId>,
     ) -> Result<v1::media_reply::Reply, MediaError> {
-        let mut headers = typed(types::MEDIA_REQUEST);
-        TraceContext::new_root(false).inject(&mut headers);
+        // The caller's span travels in the headers when the bus is telemetry's instrumented
+        // one (it injects the current context): the relay's span becomes its child.
+        let headers = typed(types::MEDIA_REQUEST);
         let reply = self
             .bus
             .request(

@@ -519,7 +519,11 @@ impl SessionTask {
         let now = clock::monotonic();
         // Counted per batch, published once: no metric work per packet.
         let (mut relayed, mut dropped) = (0u64, 0u64);
-        let kind = if index % 2 == 0 { "rtp" } else { "rtcp" };
+        let kind = if index.is_multiple_of(2) {
+            "rtp"
+        } else {
+            "rtcp"
+        };
         for _ in 0..DRAIN_BATCH {
             let (len, source) = match self.sockets[index].try_recv_from(buf) {
                 Ok(received) => received,
