@@ -83,6 +83,10 @@ pub(crate) struct Engine {
     metrics: EdgeMetrics,
     /// Server transactions not yet finally answered (what a drain waits for).
     unanswered: HashSet<TransactionKey>,
+    /// The To tag of the provisional responses sent on a server transaction (call-control's
+    /// 180/183): a 487 after a CANCEL must carry the same one (RFC 3261 §8.2.6.2, §9.2), or
+    /// the caller sees a final answer from a dialog it never heard of.
+    early_tags: HashMap<TransactionKey, String>,
     /// Requests handed to call-control, by handle (kept to answer them if call-control
     /// cannot: 503, or 487 after a CANCEL).
     core_pending: HashMap<u64, (TransactionKey, Request)>,
@@ -143,6 +147,7 @@ impl Engine {
             bans: parts.bans,
             metrics: parts.metrics,
             unanswered: HashSet::new(),
+            early_tags: HashMap::new(),
             core_pending: HashMap::new(),
             core_handles: HashMap::new(),
             outgoing: HashMap::new(),
@@ -371,7 +376,15 @@ impl Engine {
                 if let Some(handle) = self.core_handles.get(&invite_key).copied()
                     && let Some((key, invite)) = self.forget_core(handle)
                 {
-                    self.respond_status(&key, &invite, StatusCode::REQUEST_TERMINATED, false);
+                    // In the early dialog the caller knows (the 180's tag), if there was one.
+                    let tag = self
+                        .early_tags
+                        .get(&key)
+                        .cloned()
+                        .unwrap_or_else(crate::tags::new_tag);
+                    let terminated =
+                        build_response(&invite, StatusCode::REQUEST_TERMINATED, Some(&tag));
+                    self.respond(&key, terminated);
                     let source = self
                         .transports
                         .local_addr(&Transport::Udp)
@@ -395,6 +408,7 @@ impl Engine {
             }
             Event::Terminated { key } => {
                 self.unanswered.remove(&key);
+                self.early_tags.remove(&key);
                 if let Some(outgoing) = self.outgoing.remove(&key) {
                     self.outgoing_invites.remove(&outgoing.call_ref);
                 }
@@ -630,6 +644,11 @@ impl Engine {
     /// Sends a response on a server transaction; false when the transaction is gone.
     fn respond(&mut self, key: &TransactionKey, response: Response) -> bool {
         let status = response.status.as_u16();
+        if (101..200).contains(&status)
+            && let Some(tag) = to_tag(&response)
+        {
+            self.early_tags.insert(*key, tag);
+        }
         // The layer takes the response: read what the counter needs first.
         let method = if self.metrics.is_enabled() {
             response
@@ -652,6 +671,7 @@ impl Engine {
             self.metrics.response(method.as_ref(), status);
         }
         if status >= 200 {
+            self.early_tags.remove(key);
             self.unanswered.remove(key);
         }
         sent
@@ -949,6 +969,16 @@ fn unspecified() -> SocketAddr {
 
 /// An OPTIONS for the edge itself (keep-alive, load-balancer health): no user in the
 /// Request-URI and not inside a dialog.
+/// The To tag of a response, if it has one.
+fn to_tag(response: &Response) -> Option<String> {
+    response
+        .headers
+        .to_header()
+        .ok()
+        .flatten()
+        .and_then(|to| to.params.get("tag").flatten().map(str::to_owned))
+}
+
 fn is_for_the_edge(request: &Request) -> bool {
     let in_dialog = request
         .headers
