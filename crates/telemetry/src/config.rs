@@ -29,4 +29,8 @@ pub struct TelemetryArgs {
     /// Address of `/metrics`, `/healthz` and `/readyz` (none when absent).
     #[arg(long, env = "CALANQUE_TELEMETRY_LISTEN")]
     pub telemetry_listen: Option<SocketAddr>,
+    /// Interactive use (`calanque run`): logs go to stderr, at `warn` unless `RUST_LOG` says
+    /// otherwise, so stdout stays the program's own output. Set by the program, not a flag.
+    #[arg(skip)]
+    pub interactive: bool,
 }

@@ -5,6 +5,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -48,7 +49,16 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let default_level = if args.interactive { "warn" } else { "info" };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let writer = || {
+        if args.interactive {
+            BoxMakeWriter::new(std::io::stderr)
+        } else {
+            BoxMakeWriter::new(std::io::stdout)
+        }
+    };
     let provider = match &args.otlp_endpoint {
         Some(endpoint) => Some(tracer_provider(service, endpoint)?),
         None => None,
@@ -58,10 +68,18 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer(service)));
     let (json, pretty) = match args.log_format {
         LogFormat::Json => (
-            Some(tracing_subscriber::fmt::layer().json().flatten_event(true)),
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(writer()),
+            ),
             None,
         ),
-        LogFormat::Pretty => (None, Some(tracing_subscriber::fmt::layer())),
+        LogFormat::Pretty => (
+            None,
+            Some(tracing_subscriber::fmt::layer().with_writer(writer())),
+        ),
     };
     tracing_subscriber::registry()
         .with(filter)

@@ -86,6 +86,9 @@ pub struct RunArgs {
     /// The relay's UDP port range, `FIRST-LAST`.
     #[arg(long, default_value = "30000-30999")]
     pub media_ports: String,
+    /// Logs, traces (OTLP) and the `/metrics`, `/healthz`, `/readyz` endpoints.
+    #[command(flatten)]
+    pub telemetry: telemetry::TelemetryArgs,
     /// How long, in seconds, a call rings unanswered before the caller gets 480 and the
     /// ringing phones a CANCEL.
     #[arg(

@@ -43,7 +43,10 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
                 Some((first, last)) => (first.trim().parse()?, last.trim().parse()?),
                 None => anyhow::bail!("--media-ports wants FIRST-LAST"),
             };
+            let mut telemetry = args.telemetry.clone();
+            telemetry.interactive = true;
             let options = allinone::RunOptions {
+                telemetry,
                 rate_limit: args.rate_limit,
                 rate_burst: args.rate_burst,
                 media_ip: args.media_ip,

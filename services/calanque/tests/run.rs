@@ -19,6 +19,15 @@ const REALM: &str = "calanque";
 
 /// Starts `calanque run` and waits for its banner; returns the child and the banner.
 async fn start(data: &Path, sip: SocketAddr, rest: SocketAddr) -> (Child, String) {
+    start_with(data, sip, rest, &[]).await
+}
+
+async fn start_with(
+    data: &Path,
+    sip: SocketAddr,
+    rest: SocketAddr,
+    extra: &[&str],
+) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_calanque"))
         .args([
             "run",
@@ -29,6 +38,7 @@ async fn start(data: &Path, sip: SocketAddr, rest: SocketAddr) -> (Child, String
             "--rest",
             &rest.to_string(),
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -133,5 +143,49 @@ async fn a_newcomer_starts_calanque_registers_two_phones_and_calls() {
     assert!(!banner.contains("demo phones (also in"), "{banner}");
     assert_eq!(credentials(data.path()), phones);
     call(&phones[1], &phones[0], sip, "second-run@test").await;
+    stop(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_all_in_one_serves_its_health_and_metrics() {
+    let data = tempfile::tempdir().unwrap();
+    let free = || -> SocketAddr {
+        format!("127.0.0.1:{}", testkit::process::free_port())
+            .parse()
+            .unwrap()
+    };
+    let (sip, rest, telemetry) = (free(), free(), free());
+    let (child, banner) = start_with(
+        data.path(),
+        sip,
+        rest,
+        &["--telemetry-listen", &telemetry.to_string()],
+    )
+    .await;
+    assert!(
+        banner.contains(&format!("http://{telemetry}/metrics")),
+        "the banner names the endpoints:\n{banner}"
+    );
+    let phones = credentials(data.path());
+    call(&phones[0], &phones[1], sip, "metrics@test").await;
+    let get = |path: &'static str| async move {
+        let response = reqwest::get(format!("http://{telemetry}{path}"))
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await, (200, "ready\n".to_owned()));
+    let (_, metrics) = get("/metrics").await;
+    for expected in [
+        r#"calanque_build_info{version="#,
+        r#"service="all-in-one"} 1"#,
+        "calanque_ready 1",
+        "calanque_registration_bindings 2",
+        r#"calanque_call_setups_total{result="answered",status="200"} 1"#,
+        r#"calanque_sip_requests_total{method="INVITE",transport="udp"}"#,
+    ] {
+        assert!(metrics.contains(expected), "{expected} missing:\n{metrics}");
+    }
     stop(child).await;
 }

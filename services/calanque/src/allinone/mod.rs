@@ -37,18 +37,27 @@ pub struct RunOptions {
     pub media_ports: (u16, u16),
     /// How long callees ring before the caller gets 480.
     pub ring_timeout: Duration,
+    /// Logs, traces and the telemetry endpoints.
+    pub telemetry: telemetry::TelemetryArgs,
 }
 
 /// Runs until SIGINT/SIGTERM, then drains and stops.
 pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("creating {}", options.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(
+    let telemetry = telemetry::ServiceTelemetry::start(
+        "all-in-one",
+        &options.telemetry,
+        &["bus", "store", "started"],
+    )
+    .await
+    .context("starting telemetry")?;
+    let store: Arc<dyn Store> = telemetry.store(Arc::new(
         EmbeddedStore::open(options.data_dir.join("calanque.redb"))
             .await
             .context("opening the embedded store")?,
-    );
-    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
+    ));
+    let bus: Arc<dyn Bus> = telemetry.bus(Arc::new(InProcessBus::new(Default::default())));
     let token = secret_file(&options.data_dir.join("admin-token"), 16)?;
     let nonce_key = secret_file(&options.data_dir.join("nonce-key"), 32)?;
 
@@ -84,29 +93,31 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
     if !options.digest_algorithms.is_empty() {
         edge_config.digest_algorithms = options.digest_algorithms.clone();
     }
+    edge_config.metrics = Some(telemetry.metrics.clone());
     let edge = sip_edge::start(edge_config, store.clone(), bus.clone())
         .await
         .context("starting the SIP edge")?;
-    let media: Option<Arc<dyn media::MediaControl>> = match options.media_ip {
+    // The relay is served on the in-process bus and reached through a bus client, as in
+    // cluster mode: the same code path, and its dead-media events reach call-control.
+    let (media, _media_server): (Option<Arc<dyn media::MediaControl>>, _) = match options.media_ip {
         Some(ip) => {
-            let (relay, mut events) = media::start(media::MediaConfig {
+            let (relay, events) = media::start(media::MediaConfig {
                 bind_ip: ip,
                 port_first: options.media_ports.0,
                 port_last: options.media_ports.1,
+                metrics: Some(telemetry::MediaMetrics::register(&telemetry.metrics)),
                 ..Default::default()
             })
             .context("starting the media relay")?;
-            // Dead-media events are only logged in the all-in-one for now.
-            tokio::spawn(async move {
-                while let Some(event) = events.recv().await {
-                    tracing::info!(?event, "media event");
-                }
-            });
-            Some(Arc::new(relay))
+            let server = media::bus::serve(Arc::new(relay), events, "all-in-one", bus.clone())
+                .await
+                .context("serving the media relay on the bus")?;
+            let client = media::MediaClient::new(bus.clone(), Duration::from_secs(2));
+            (Some(Arc::new(client)), Some(AbortOnDrop(server)))
         }
-        None => None,
+        None => (None, None),
     };
-    let call_control = call_control::service::start(
+    let call_control = call_control::service::start_instrumented(
         call_control::service::CallControlConfig {
             instance: "all-in-one".into(),
             domain: options.realm.clone(),
@@ -116,14 +127,17 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
         },
         store.clone(),
         bus.clone(),
+        Some(&telemetry.metrics),
     )
     .await
     .context("starting call-control")?;
+    telemetry.readiness.set("started", true);
 
     let mut shutdown = Box::pin(shutdown_signal()?);
-    print_banner(out, &options, &edge, &phones)?;
+    print_banner(out, &options, &edge, &phones, telemetry.endpoints)?;
     shutdown.as_mut().await;
     writeln!(out, "stopping: draining calls in flight…")?;
+    telemetry.readiness.set("started", false);
     drop(call_control);
     edge.drain().await;
     directory.shutdown().await;
@@ -135,6 +149,7 @@ fn print_banner(
     options: &RunOptions,
     edge: &sip_edge::EdgeHandle,
     phones: &[demo::DemoPhone],
+    telemetry: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     writeln!(
         out,
@@ -150,6 +165,12 @@ fn print_banner(
         options.rest,
         options.data_dir.join("admin-token").display()
     )?;
+    if let Some(address) = telemetry {
+        writeln!(
+            out,
+            "  telemetry     http://{address}/metrics (and /healthz, /readyz)"
+        )?;
+    }
     writeln!(out)?;
     writeln!(
         out,
@@ -191,6 +212,15 @@ fn print_banner(
     )?;
     out.flush()?;
     Ok(())
+}
+
+/// Stops a spawned task when dropped (the relay's bus server ends with `run`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A random secret kept in `path` (created on first start, mode 0600), as hex.
