@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Where the shared corpora live (RFC 4475, PROTOS c07-sip, PJSIP seeds); read at run time.
 export CALANQUE_TESTDATA ?= $(abspath ../shared/testdata)
 
-.PHONY: help deps run test test-unit lint lint-ci fmt deny sans-io bench bench-directory bench-register bench-calls fuzz
+.PHONY: help deps run test test-unit lint lint-ci fmt deny sans-io bench bench-directory bench-register bench-calls bench-media fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -38,14 +38,18 @@ fmt: ## Format the tree
 run: deps ## Start calanque all-in-one (SIP on 0.0.0.0:5060 UDP/TCP, data in ./data, a demo directory); RUN_ARGS for more flags
 	cargo run --release --locked -p calanque -- run $(RUN_ARGS)
 
-bench: deps ## Micro-benchmarks, the directory bench, registrations/s and call setups/s vs Kamailio (BENCHMARKS.md)
+bench: deps ## Micro-benchmarks, the directory bench, registrations/s and call setups/s vs Kamailio, the media relay (BENCHMARKS.md)
 	@scripts/bench.sh
 	@scripts/bench-directory.sh
 	@scripts/bench-register.sh
 	@scripts/bench-calls.sh
+	@scripts/bench-media.sh
 
 bench-calls: deps ## Call setups/s (INVITE…BYE, no media), calanque all-in-one and cluster vs Kamailio as a proxy
 	@scripts/bench-calls.sh
+
+bench-media: ## Media relay on one core: packets/s and CPU per packet, added one-way latency idle and under 100/500 calls (RUNS=3 repeats)
+	@scripts/bench-media.sh
 
 bench-register: deps ## Authenticated registrations/s, calanque's edge vs Kamailio (SIPp, etcd-backed location)
 	@scripts/bench-register.sh
