@@ -80,8 +80,11 @@ fn relay_on_one_core(
     callers: &[UdpSocket],
     callee: SocketAddr,
 ) -> (Vec<SocketAddr>, impl FnOnce() -> Option<Duration>) {
+    // Within 16384–32767, below Linux's ephemeral ports (32768–60999) where the phones'
+    // sockets land, with room for pairs another program holds (they are skipped).
     let pairs = 2 * callers.len() as u16;
-    let base = 20_000 + 2 * rand::random_range(0..(19_000 - pairs));
+    let span = 2 * (pairs + 64 + pairs / 8);
+    let base = 16_384 + 2 * rand::random_range(0..=(16_384 - span) / 2);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -90,7 +93,7 @@ fn relay_on_one_core(
         let _guard = runtime.enter();
         media::start(MediaConfig {
             port_first: base,
-            port_last: base + 2 * pairs + 19,
+            port_last: base + span - 1,
             session: SessionConfig {
                 idle_timeout: Duration::from_secs(600),
                 relatch_after: None,
