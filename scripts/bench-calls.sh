@@ -8,7 +8,12 @@
 #      the embedded store, its demo directory: 1001 calls 1002);
 #   3. calanque in cluster mode (calanque-sip-edge, calanque-call-control, calanque-directory
 #      as separate processes on a real etcd and nats-server, the same directory), when
-#      CLUSTER=1 (default) and the binaries build.
+#      CLUSTER=1 (default) and the binaries build;
+#   4. the same cluster exporting every span over OTLP/HTTP to a sink (scripts/otlp-sink.py)
+#      when OTLP=1 (default): the cost of tracing export. For both cluster runs the CPU the
+#      edge and call-control processes spend per call is also measured at one fixed rate
+#      (CPU_RATE calls/s, default 800, for CPU_SECONDS, default 10): ratios of rates are
+#      coarse (the ladder's steps), CPU per call is not.
 # The callee (SIPp UAS) first registers its address (a small UDP client bound to the port SIPp
 # then listens on). For each server a ladder of rates is tried, each for STEP_SECONDS seconds
 # (-m rate × STEP_SECONDS); a rate passes when fewer than 0.1 % of its calls fail (failed = asked −
@@ -360,7 +365,33 @@ export_demo() {
     stop_one "$pid"
 }
 
+# process_cpu_ticks <pid…>: utime + stime of the processes, in clock ticks.
+process_cpu_ticks() {
+    local pid total=0 fields
+    for pid in "$@"; do
+        read -r -a fields <"/proc/$pid/stat"
+        # Fields 14 and 15 (utime, stime); the command name (field 2) has no spaces here.
+        total=$((total + fields[13] + fields[14]))
+    done
+    echo "$total"
+}
+
+# cluster_side [otlp]: the cluster; with "otlp", edge and call-control export their spans.
 cluster_side() {
+    local mode="${1:-}" key=cluster label="calanque cluster (edge + call-control + dir)"
+    local otlp_args=()
+    if [ "$mode" = otlp ]; then
+        key=cluster-otlp
+        label="calanque cluster, spans exported (OTLP)"
+        local sink_port
+        sink_port="$(free_port)"
+        setsid python3 "$ROOT/scripts/otlp-sink.py" "$sink_port" "$WORK/otlp-sink.stats" \
+            >"$WORK/otlp-sink.log" 2>&1 &
+        OTLP_SINK_PID=$!
+        PIDS+=("$OTLP_SINK_PID")
+        wait_for otlp-sink "$OTLP_SINK_PID" python3 -c "import socket; socket.create_connection(('127.0.0.1', $sink_port), 1)"
+        otlp_args=(--otlp-endpoint "http://127.0.0.1:$sink_port")
+    fi
     local program
     for program in etcd nats-server; do
         command -v "$program" >/dev/null || { SUMMARY+="calanque cluster                           not measured: no $program"$'\n'; return 0; }
@@ -401,8 +432,11 @@ cluster_side() {
         || die "importing the demo directory into the cluster failed"
 
     say "cluster: calanque-call-control and calanque-sip-edge (udp 127.0.0.1:$edge_port)"
-    RUST_LOG=warn setsid "$BIN/calanque-call-control" --instance bench-cc-1 --etcd "$etcd_url" \
-        --nats "$nats_url" --domain "$DOMAIN" >"$WORK/call-control.log" 2>&1 &
+    # Logs at warn in both runs; spans are filtered apart (CALANQUE_TRACE_FILTER, info), so the
+    # export run creates and exports them and the other creates none.
+    RUST_LOG=warn setsid "$BIN/calanque-call-control" \
+        --instance bench-cc-1 --etcd "$etcd_url" \
+        --nats "$nats_url" --domain "$DOMAIN" "${otlp_args[@]}" >"$WORK/call-control-$key.log" 2>&1 &
     local cc_pid=$!
     PIDS+=("$cc_pid")
     # Not trusted (INVITEs are challenged, as by Kamailio), but a per-source rate limit no
@@ -410,7 +444,7 @@ cluster_side() {
     RUST_LOG=warn setsid "$BIN/calanque-sip-edge" --edge-id bench-1 \
         --listen "udp:127.0.0.1:$edge_port" --etcd "$etcd_url" --nats "$nats_url" \
         --realm "$DOMAIN" --domain "$DOMAIN" --digest-algorithms MD5 \
-        --rate-limit 10000000 --rate-burst 10000000 >"$WORK/edge.log" 2>&1 &
+        --rate-limit 10000000 --rate-burst 10000000 "${otlp_args[@]}" >"$WORK/edge-$key.log" 2>&1 &
     local edge_pid=$!
     PIDS+=("$edge_pid")
     wait_for calanque-sip-edge "$edge_pid" sip_ping "$edge_port"
@@ -420,14 +454,31 @@ cluster_side() {
     local pw1 pw2
     pw1="$(password_of "$WORK/demo-credentials.txt" "$CALLER")"
     pw2="$(password_of "$WORK/demo-credentials.txt" "$CALLEE")"
-    caller_csv "$WORK/cluster.csv" "$CALLER" "$pw1"
-    start_uas cluster "$edge_port" "$pw2"
-    ladder calanque-cluster "$edge_port" "$WORK/cluster.csv" 127.0.0.1
-    summarize "calanque cluster (edge + call-control + dir)" cluster
+    caller_csv "$WORK/$key.csv" "$CALLER" "$pw1"
+    start_uas "$key" "$edge_port" "$pw2"
+    # CPU per call at a fixed rate, before the ladder pushes the processes to their limit.
+    local cpu_rate="${CPU_RATE:-800}" before after asked ok rest
+    before="$(process_cpu_ticks "$edge_pid" "$cc_pid")"
+    SECONDS_PER_STEP="${CPU_SECONDS:-10}" run_uac "$key-cpu" "$edge_port" "$cpu_rate" "$WORK/$key.csv" 127.0.0.1
+    after="$(process_cpu_ticks "$edge_pid" "$cc_pid")"
+    read -r asked ok rest <<<"$RESULT"
+    CPU_PER_CALL[$key]="$(python3 -c "print(f'{($after - $before) / $(getconf CLK_TCK) * 1e6 / max($ok, 1):.0f}')")"
+    say "$key: $ok of $asked calls at $cpu_rate/s, ${CPU_PER_CALL[$key]} µs of edge + call-control CPU per call"
+    sleep 1
+    ladder "calanque-$key" "$edge_port" "$WORK/$key.csv" 127.0.0.1
+    summarize "$label" "$key"
+    SUMMARY+="$(printf '%-42s %5s µs CPU per call (edge + call-control, at %s calls/s)' "  $key" "${CPU_PER_CALL[$key]}" "$cpu_rate")"$'\n'
+    if [ "$mode" = otlp ]; then
+        stop_one "$OTLP_SINK_PID"
+        SUMMARY+="$(printf '%-42s %s' "  spans exported (requests bytes)" "$(cat "$WORK/otlp-sink.stats" 2>/dev/null || echo '?')")"$'\n'
+    fi
+    for pid in "$edge_pid" "$cc_pid" "$UAS_PID"; do stop_one "$pid"; done
 }
+declare -A CPU_PER_CALL
 
 [ "${ALLINONE:-1}" = 1 ] && allinone_side
 [ "${CLUSTER:-1}" = 1 ] && cluster_side
+[ "${CLUSTER:-1}" = 1 ] && [ "${OTLP:-1}" = 1 ] && cluster_side otlp
 
 # --- summary ----------------------------------------------------------------------------------
 RATIOS=""
@@ -447,5 +498,12 @@ scenario   INVITE → 407 → ACK → INVITE (MD5) → 180 → 200 → ACK → B
            SIPp UAC and UAS on this machine; ladder $LADDER calls/s, ${SECONDS_PER_STEP}s each;
            a step passes with < 0.1 % failed calls and ≥ 90 % of its rate achieved
 $STEPS_LOG
-$SUMMARY$RATIOS
+$SUMMARY$RATIOS$(
+    if [ -n "${CPU_PER_CALL[cluster]:-}" ] && [ -n "${CPU_PER_CALL[cluster-otlp]:-}" ]; then
+        printf '%-42s %s\n' "tracing export overhead (CPU per call)" \
+            "$(python3 -c "print(f'{(${CPU_PER_CALL[cluster-otlp]} / max(${CPU_PER_CALL[cluster]}, 1) - 1) * 100:+.1f} %')")"
+        printf '%-42s %s\n' "tracing export overhead (max calls/s)" \
+            "$(python3 -c "print(f'{(${RATE_OF[cluster-otlp]:-0} / max(${RATE_OF[cluster]:-0}, 1) - 1) * 100:+.1f} %')")"
+    fi
+)
 EOF

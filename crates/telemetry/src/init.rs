@@ -5,6 +5,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -44,14 +45,18 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs logging (filtered by `RUST_LOG`, default `info`) and, with an OTLP endpoint, span
-/// export for `service` (the `service.name` resource). Call once, first thing in `main`.
+/// export (filtered by `CALANQUE_TRACE_FILTER`, default `info`) for `service` (the `service.name` resource). Call once, first thing in `main`.
 pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
     let default_level = if args.interactive { "warn" } else { "info" };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Logs and spans are filtered apart: RUST_LOG for the log lines, CALANQUE_TRACE_FILTER
+    // (default `info`) for the spans exported, so quiet logs do not turn tracing off.
+    let log_filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let trace_filter =
+        EnvFilter::try_from_env("CALANQUE_TRACE_FILTER").unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = || {
         if args.interactive {
             BoxMakeWriter::new(std::io::stderr)
@@ -63,26 +68,32 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
         Some(endpoint) => Some(tracer_provider(service, endpoint)?),
         None => None,
     };
-    let otel = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer(service)));
+    let otel = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service))
+            .with_filter(trace_filter)
+    });
     let (json, pretty) = match args.log_format {
         LogFormat::Json => (
             Some(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_writer(writer()),
+                    .with_writer(writer())
+                    .with_filter(log_filter()),
             ),
             None,
         ),
         LogFormat::Pretty => (
             None,
-            Some(tracing_subscriber::fmt::layer().with_writer(writer())),
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer())
+                    .with_filter(log_filter()),
+            ),
         ),
     };
     tracing_subscriber::registry()
-        .with(filter)
         .with(json)
         .with(pretty)
         .with(otel)
