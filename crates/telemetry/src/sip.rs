@@ -105,6 +105,10 @@ pub struct SipMetrics {
     drops: Family<Reason, Counter>,
     bans: Family<Reason, Counter>,
     certificate_expiry: Gauge,
+    /// Registered on the first `set_certificate_expiry`: an edge without TLS exports no
+    /// expiry at all (a 0 would fire every expiry alert).
+    registry: Metrics,
+    certificate_registered: std::sync::Arc<std::sync::Once>,
 }
 
 impl SipMetrics {
@@ -119,6 +123,8 @@ impl SipMetrics {
             drops: Family::default(),
             bans: Family::default(),
             certificate_expiry: Gauge::default(),
+            registry: metrics.clone(),
+            certificate_registered: std::sync::Arc::new(std::sync::Once::new()),
         };
         metrics.register(
             "calanque_sip_requests",
@@ -154,11 +160,6 @@ impl SipMetrics {
             "calanque_protection_bans",
             "Sources banned by this edge",
             sip.bans.clone(),
-        );
-        metrics.register(
-            "calanque_tls_certificate_expiry_timestamp_seconds",
-            "The TLS certificate's notAfter, Unix time (0 without TLS)",
-            sip.certificate_expiry.clone(),
         );
         sip
     }
@@ -217,6 +218,13 @@ impl SipMetrics {
 
     /// The TLS certificate's expiry (Unix seconds).
     pub fn set_certificate_expiry(&self, not_after_unix: i64) {
+        self.certificate_registered.call_once(|| {
+            self.registry.register(
+                "calanque_tls_certificate_expiry_timestamp_seconds",
+                "The TLS certificate's notAfter, Unix time",
+                self.certificate_expiry.clone(),
+            );
+        });
         self.certificate_expiry.set(not_after_unix);
     }
 }

@@ -31,7 +31,8 @@ fn documented() -> BTreeMap<String, String> {
 /// name the catalogue and PromQL use).
 fn registered() -> BTreeMap<String, String> {
     let metrics = Metrics::new("test");
-    SipMetrics::register(&metrics);
+    // The certificate expiry appears once an edge with TLS sets it.
+    SipMetrics::register(&metrics).set_certificate_expiry(1_924_992_000);
     CallMetrics::register(&metrics);
     MediaMetrics::register(&metrics);
     BusMetrics::register(&metrics);
