@@ -1,6 +1,8 @@
 //! One call: the caller's leg (A, answered through its edge's server transaction) and the
-//! callee legs (B, one per registered contact rung in parallel; the first 2xx wins).
+//! callee legs (B, one per registered contact; the contacts of one stage ring in parallel, the
+//! stages one after the other; the first 2xx wins).
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use proto::v1::Flow;
@@ -8,7 +10,7 @@ use sip_msg::{HeaderName, Request, Response, StatusCode, build_response};
 
 use super::session_timer::{SessionTimer, TimerOffer};
 use super::snapshot::EstablishedCall;
-use super::{Action, CallRecord, LegTarget};
+use super::{Action, CallRecord, LegTarget, Stage};
 
 /// Where the call is, seen from the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub(super) struct Leg {
     pub(super) state: LegState,
     /// The Min-SE of the callee's 422 (it wants a longer session interval).
     pub(super) failure_min_se: Option<u32>,
+    /// The stage of the call's plan that rang this leg (0 for the first).
+    pub(super) stage: usize,
     cseq: u32,
 }
 
@@ -60,6 +64,7 @@ impl Leg {
             invite,
             state: LegState::Trying,
             failure_min_se: None,
+            stage: 0,
             cseq: 1,
         }
     }
@@ -100,6 +105,15 @@ pub(super) struct Call {
     /// The callee's 2xx was ACKed (immediately, or after the caller's ACK for a late offer).
     pub(super) acked_b: bool,
     pub(super) ring_deadline: Option<Instant>,
+    /// The stages of the plan not started yet, in order.
+    pub(super) pending_stages: VecDeque<Stage>,
+    /// How many stages have started (the ringing one is the last), and when the ringing one
+    /// gives up (None: at the ring deadline).
+    pub(super) stages_started: usize,
+    pub(super) stage_deadline: Option<Instant>,
+    /// The caller got a provisional response (above 100): a later stage's bodiless one is not
+    /// passed again.
+    pub(super) caller_alerted: bool,
     pub(super) started: Instant,
     pub(super) answered_at: Option<Instant>,
     pub(super) caller: String,
@@ -146,6 +160,10 @@ impl Call {
             winner: None,
             acked_b: false,
             ring_deadline: None,
+            pending_stages: VecDeque::new(),
+            stages_started: 0,
+            stage_deadline: None,
+            caller_alerted: false,
             started: now,
             answered_at: None,
             caller,
@@ -225,6 +243,12 @@ impl Call {
 
     pub(super) fn ring_deadline(&self) -> Option<Instant> {
         self.ring_deadline
+    }
+
+    /// When the ringing stage gives up: None once a callee answered, and for a stage that
+    /// rings until the call's ring deadline.
+    pub(super) fn stage_deadline(&self) -> Option<Instant> {
+        self.stage_deadline.filter(|_| self.phase == Phase::Ringing)
     }
 
     /// The CSeq of our next request towards the caller.

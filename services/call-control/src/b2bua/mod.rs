@@ -6,9 +6,16 @@
 //! responses come back as `EdgeSendResult`. Nothing here does I/O or reads a clock:
 //!
 //! ```text
-//! handle(now, Input::Invite | InDialog | Result) ─▶ Vec<Action::Respond | Send | Ended>
-//! poll_timeout() → next ring timeout or session expiry; handle(now, Input::Timeout)
+//! handle(now, Input::Invite | InvitePlan | InDialog | Result)
+//!     ─▶ Vec<Action::Respond | Send | Ended>
+//! poll_timeout() → next ring, stage or session deadline; handle(now, Input::Timeout)
 //! ```
+//!
+//! A new call rings a plan of [`Stage`]s (hunt groups, ADR 0016): the contacts of a stage ring
+//! in parallel until one answers, all fail, or the stage's timeout passes (its ringing legs are
+//! cancelled); then the next stage starts. The first 2xx from any leg wins; the call's ring
+//! timeout bounds the whole plan. `Input::Invite` is a plan of one stage. Which members ring in
+//! which stage is the [`hunt`] module's pure function.
 //!
 //! In-dialog re-INVITEs, UPDATEs (RFC 3311) and INFOs are relayed to the other leg. Session
 //! timers (RFC 4028) are watched like a proxy on the path would (ADR 0014): the endpoints
@@ -17,13 +24,14 @@
 //! is the service's (`anchor`).
 
 mod call;
+pub mod hunt;
 mod messages;
 mod session_timer;
 mod snapshot;
 
 pub use snapshot::{EstablishedCall, call_key};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use proto::v1::Flow;
@@ -69,17 +77,49 @@ pub struct LegTarget {
     pub flow: Flow,
 }
 
+/// One stage of a call's plan: contacts rung in parallel (a hunt group's member, or all of
+/// them), for at most `timeout`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    /// The contacts to ring together (a stage without any is skipped).
+    pub targets: Vec<LegTarget>,
+    /// How long the stage rings before its ringing legs are cancelled and the next stage
+    /// starts (or, after the last one, the caller gets 480). None: until the call's ring
+    /// timeout, which bounds every stage anyway.
+    pub timeout: Option<Duration>,
+}
+
+impl Stage {
+    /// A stage ringing `targets` until the call's ring timeout: the whole plan of a call to
+    /// an extension.
+    pub fn parallel(targets: Vec<LegTarget>) -> Stage {
+        Stage {
+            targets,
+            timeout: None,
+        }
+    }
+}
+
 /// What the service tells the core.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// A new INVITE from a phone, and where the dial plan sent it: the contacts to ring, or the
-    /// status to refuse it with.
+    /// A new INVITE from a phone, and where the dial plan sent it: the contacts to ring (all at
+    /// once, a plan of one [`Stage::parallel`]), or the status to refuse it with.
     Invite {
         edge_id: String,
         handle: String,
         request: Box<Request>,
         flow: Flow,
         targets: Result<Vec<LegTarget>, (StatusCode, String)>,
+    },
+    /// A new INVITE and its plan: the stages to ring one after the other (a hunt group), or
+    /// the status to refuse it with. No stage with a contact: 480.
+    InvitePlan {
+        edge_id: String,
+        handle: String,
+        request: Box<Request>,
+        flow: Flow,
+        plan: Result<Vec<Stage>, (StatusCode, String)>,
     },
     /// A request inside a call (BYE, ACK, re-INVITE) or a CANCEL notification, from an edge;
     /// `handle` is empty for notifications (ACK, CANCEL) that need no answer.
@@ -278,11 +318,24 @@ impl B2bua {
         true
     }
 
-    /// The next ring timeout or session expiry, if a call has one.
+    /// The Call-ID of the caller's leg of the call a leg's Call-ID belongs to (itself for the
+    /// caller's): which call a callee leg's INVITE is part of.
+    pub fn caller_call_id(&self, call_id: &str) -> Option<&str> {
+        let id = self.by_call_id.get(call_id)?;
+        self.calls.get(id).map(|c| c.a_call_id.as_str())
+    }
+
+    /// The next ring timeout, stage timeout or session expiry, if a call has one.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.calls
             .values()
-            .flat_map(|c| [c.ring_deadline(), c.session.map(|s| s.deadline)])
+            .flat_map(|c| {
+                [
+                    c.ring_deadline(),
+                    c.stage_deadline(),
+                    c.session.map(|s| s.deadline),
+                ]
+            })
             .flatten()
             .min()
     }
@@ -335,7 +388,17 @@ impl B2bua {
                 request,
                 flow,
                 targets,
-            } => self.on_invite(now, edge_id, handle, *request, flow, targets, &mut out),
+            } => {
+                let plan = targets.map(|targets| vec![Stage::parallel(targets)]);
+                self.on_invite(now, edge_id, handle, *request, flow, plan, &mut out);
+            }
+            Input::InvitePlan {
+                edge_id,
+                handle,
+                request,
+                flow,
+                plan,
+            } => self.on_invite(now, edge_id, handle, *request, flow, plan, &mut out),
             Input::InDialog {
                 edge_id,
                 handle,
@@ -383,7 +446,7 @@ impl B2bua {
         handle: String,
         request: Request,
         flow: Flow,
-        targets: Result<Vec<LegTarget>, (StatusCode, String)>,
+        plan: Result<Vec<Stage>, (StatusCode, String)>,
         out: &mut Vec<Action>,
     ) {
         let id = self.next_call;
@@ -421,8 +484,11 @@ impl B2bua {
                 return;
             }
         }
-        let targets = match targets {
-            Ok(targets) if !targets.is_empty() => targets,
+        let stages: VecDeque<Stage> = match plan {
+            Ok(stages) if stages.iter().any(|s| !s.targets.is_empty()) => stages
+                .into_iter()
+                .filter(|s| !s.targets.is_empty())
+                .collect(),
             Ok(_) => {
                 // Known but not registered anywhere.
                 let response = call.a_response(StatusCode::TEMPORARILY_UNAVAILABLE, None, None);
@@ -449,13 +515,39 @@ impl B2bua {
             }
         };
         call.ring_deadline = Some(now + self.config.ring_timeout);
-        call.callee = targets[0].aor.clone();
-        for target in targets {
-            let index = call.legs.len();
+        call.callee = stages
+            .front()
+            .and_then(|s| s.targets.first())
+            .map(|t| t.aor.clone())
+            .unwrap_or_default();
+        call.pending_stages = stages;
+        self.by_call_id.insert(call.a_call_id.clone(), id);
+        self.calls.insert(id, call);
+        self.next_stage(now, id, out);
+    }
+
+    /// Starts the call's next stage: its legs' INVITEs, its deadline. False when no stage is
+    /// left (the caller is to get its final answer).
+    fn next_stage(&mut self, now: Instant, id: u64, out: &mut Vec<Action>) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let Some(stage) = call.pending_stages.pop_front() else {
+            call.stage_deadline = None;
+            return false;
+        };
+        let (number, first) = (call.stages_started, call.legs.len());
+        call.stages_started += 1;
+        call.stage_deadline = stage.timeout.map(|timeout| now + timeout);
+        for (offset, target) in stage.targets.into_iter().enumerate() {
+            let index = first + offset;
             let call_ref = self.new_ref(id, Some(index));
             let b_tag = self.ids.tag();
             let call_id = format!("{}@{}", self.ids.branch(), self.config.instance);
             let branch = self.ids.branch();
+            let Some(call) = self.calls.get_mut(&id) else {
+                return false;
+            };
             let mut invite = messages::b_leg_invite(
                 &call.a_request,
                 &target,
@@ -466,20 +558,16 @@ impl B2bua {
             );
             session_timer::write_request(&call.timer_offer, &mut invite.headers);
             self.by_call_id.insert(call_id.clone(), id);
-            call.legs.push(call::Leg::new(
-                target,
-                call_ref.clone(),
-                call_id,
-                invite.clone(),
-            ));
+            let mut leg = call::Leg::new(target, call_ref.clone(), call_id, invite.clone());
+            leg.stage = number;
             out.push(Action::Send {
                 call_ref,
-                flow: call.legs[index].target.flow.clone(),
+                flow: leg.target.flow.clone(),
                 request: Box::new(invite),
             });
+            call.legs.push(leg);
         }
-        self.by_call_id.insert(call.a_call_id.clone(), id);
-        self.calls.insert(id, call);
+        true
     }
 
     fn on_result(
@@ -518,10 +606,19 @@ impl B2bua {
         match status {
             100 => {}
             101..=199 => {
-                call.legs[index].state = LegState::Ringing;
+                let leg = &mut call.legs[index];
+                if matches!(leg.state, LegState::Failed(_)) {
+                    return; // a leg of an earlier stage, cancelled: it no longer rings
+                }
+                leg.state = LegState::Ringing;
+                let later_stage = leg.stage > 0;
                 if call.phase == Phase::Ringing {
                     let body = messages::body_of(&response);
+                    if later_stage && body.is_none() && call.caller_alerted {
+                        return; // the caller hears ringing already: one 180 per call
+                    }
                     let a = call.a_response(response.status, body, Some(&response.reason));
+                    call.caller_alerted = true;
                     out.push(call.respond_a(a));
                 }
             }
@@ -549,6 +646,8 @@ impl B2bua {
                 call.phase = Phase::Answered;
                 call.answered_at = Some(now);
                 call.ring_deadline = None;
+                call.stage_deadline = None;
+                call.pending_stages.clear();
                 call.winner = Some(index);
                 let body = messages::body_of(&response);
                 let mut a = call.a_response(StatusCode::OK, body, None);
@@ -578,16 +677,30 @@ impl B2bua {
                 out.extend(self.cancel_others(id, Some(index)));
             }
             _ => {
+                if matches!(call.legs[index].state, LegState::Failed(_)) {
+                    // The answer to our CANCEL (487) or one crossing it: the leg's failure
+                    // was counted when it was cancelled.
+                    return;
+                }
                 call.legs[index].state = LegState::Failed(status);
                 if status == SESSION_INTERVAL_TOO_SMALL.as_u16() {
                     call.legs[index].failure_min_se =
                         session_timer::min_se(&response.headers).ok().flatten();
                 }
+                // Earlier stages' legs all failed (or were cancelled) before this stage began.
                 let all_failed = call
                     .legs
                     .iter()
                     .all(|l| matches!(l.state, LegState::Failed(_)));
                 if call.phase == Phase::Ringing && all_failed {
+                    // Every contact of the stage refused (busy, declined, unreachable…): the
+                    // next stage rings at once.
+                    if self.next_stage(now, id, out) {
+                        return;
+                    }
+                    let Some(call) = self.calls.get(&id) else {
+                        return;
+                    };
                     let status = call.best_failure();
                     let mut a = call.a_response(status, None, None);
                     if status == SESSION_INTERVAL_TOO_SMALL
@@ -1022,18 +1135,21 @@ impl B2bua {
             .map(|c| c.id)
             .collect();
         for id in due {
-            out.extend(self.cancel_others(id, None));
-            if let Some(call) = self.calls.get(&id) {
-                let a = call.a_response(StatusCode::TEMPORARILY_UNAVAILABLE, None, None);
-                out.push(call.respond_a(a));
-                out.push(Action::Ended(call.record(
-                    self.start,
-                    now,
-                    "no-answer",
-                    480,
-                )));
+            self.end_unanswered(now, id, out);
+        }
+        let stages_due: Vec<u64> = self
+            .calls
+            .values()
+            .filter(|c| c.stage_deadline().is_some_and(|d| d <= now))
+            .map(|c| c.id)
+            .collect();
+        for id in stages_due {
+            // The stage rang long enough: its legs are cancelled (counted as no answer) and
+            // the next stage rings; after the last one, the caller gets 480.
+            out.extend(self.cancel_ringing(id, None, 408));
+            if !self.next_stage(now, id, out) {
+                self.end_unanswered(now, id, out);
             }
-            self.forget(id);
         }
         let expired: Vec<u64> = self
             .calls
@@ -1054,8 +1170,30 @@ impl B2bua {
         }
     }
 
+    /// Nobody answered in time: CANCEL what rings, 480 to the caller, the record.
+    fn end_unanswered(&mut self, now: Instant, id: u64, out: &mut Vec<Action>) {
+        out.extend(self.cancel_others(id, None));
+        if let Some(call) = self.calls.get(&id) {
+            let a = call.a_response(StatusCode::TEMPORARILY_UNAVAILABLE, None, None);
+            out.push(call.respond_a(a));
+            out.push(Action::Ended(call.record(
+                self.start,
+                now,
+                "no-answer",
+                480,
+            )));
+        }
+        self.forget(id);
+    }
+
     /// CANCELs every ringing leg but `except`.
     fn cancel_others(&mut self, id: u64, except: Option<usize>) -> Vec<Action> {
+        self.cancel_ringing(id, except, 487)
+    }
+
+    /// CANCELs every ringing leg but `except`, each counted as failed with `status` (what the
+    /// caller's final answer is chosen from, should the call go on).
+    fn cancel_ringing(&mut self, id: u64, except: Option<usize>, status: u16) -> Vec<Action> {
         let Some(call) = self.calls.get_mut(&id) else {
             return Vec::new();
         };
@@ -1064,7 +1202,7 @@ impl B2bua {
             if Some(index) == except || !matches!(leg.state, LegState::Trying | LegState::Ringing) {
                 continue;
             }
-            leg.state = LegState::Failed(487);
+            leg.state = LegState::Failed(status);
             out.push(Action::Send {
                 call_ref: leg.call_ref.clone(),
                 request: Box::new(messages::cancel_for(&leg.invite)),
