@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "calanque/v1/edge.proto",
         "calanque/v1/media.proto",
         "calanque/v1/calls.proto",
+        "calanque/v1/failover.proto",
     ]
     .map(|f| root.join(f));
     for file in &files {

@@ -85,6 +85,11 @@ pub const MEDIA_EVENTS: &str = "calanque.v1.media.events";
 /// call-control (ADR 0013).
 pub const CALL_RECORDS: &str = "calanque.v1.calls.records";
 
+/// `calanque.v1.failover.state`: [`crate::v1::FailoverState`], published by the leading failover
+/// controller after each write of the state and again periodically (ADR 0018); services act on
+/// the highest epoch they have seen.
+pub const FAILOVER_STATE: &str = "calanque.v1.failover.state";
+
 /// Full protobuf type names, the values of [`TYPE_HEADER`].
 pub mod types {
     /// [`crate::v1::DirectoryChange`].
@@ -115,6 +120,8 @@ pub mod types {
     pub const MEDIA_EVENT: &str = "calanque.v1.MediaEvent";
     /// [`crate::v1::CallRecord`].
     pub const CALL_RECORD: &str = "calanque.v1.CallRecord";
+    /// [`crate::v1::FailoverState`].
+    pub const FAILOVER_STATE: &str = "calanque.v1.FailoverState";
 }
 
 /// Every entry kind that has a subject token, in the proto's order.
@@ -194,6 +201,7 @@ mod tests {
             media_control("media-1"),
             MEDIA_EVENTS.to_owned(),
             CALL_RECORDS.to_owned(),
+            FAILOVER_STATE.to_owned(),
         ];
         subjects.extend(ENTRY_KINDS.iter().filter_map(|k| directory_changed(*k)));
         subjects
@@ -202,7 +210,7 @@ mod tests {
     #[test]
     fn every_publish_subject_is_a_valid_versioned_nats_subject() {
         let subjects = all_subjects();
-        assert_eq!(subjects.len(), 10 + ENTRY_KINDS.len());
+        assert_eq!(subjects.len(), 11 + ENTRY_KINDS.len());
         for subject in subjects {
             assert!(is_valid_subject(&subject, false), "{subject}");
             assert!(subject.starts_with("calanque.v1."), "{subject}");
@@ -267,6 +275,7 @@ mod tests {
         assert_eq!(types::MEDIA_REPLY, crate::v1::MediaReply::full_name());
         assert_eq!(types::MEDIA_EVENT, crate::v1::MediaEvent::full_name());
         assert_eq!(types::CALL_RECORD, crate::v1::CallRecord::full_name());
+        assert_eq!(types::FAILOVER_STATE, crate::v1::FailoverState::full_name());
     }
 
     #[test]
