@@ -19,8 +19,11 @@ use store::Store;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::b2bua::{Action, B2bua, B2buaConfig, EstablishedCall, Input, LegTarget, call_key};
-use crate::dialplan::{self, Target};
+use crate::b2bua::hunt::{self, HuntState, MemberContacts, TrackedCall};
+use crate::b2bua::{
+    Action, B2bua, B2buaConfig, EstablishedCall, Input, LegTarget, Stage, call_key,
+};
+use crate::dialplan::{self, HuntMember, Target};
 
 /// Settings of a call-control replica.
 #[derive(Debug, Clone)]
@@ -131,6 +134,7 @@ pub async fn start_instrumented(
         store,
         bus,
         core,
+        hunt: HuntState::default(),
     };
     let task = tokio::spawn(service.run(requests, results, media_events));
     Ok(CallControlHandle { task })
@@ -159,13 +163,15 @@ fn unix_secs() -> u64 {
 
 /// Where a new call goes.
 struct Resolved {
-    /// The registered contacts to ring (or the trunk).
-    targets: Vec<LegTarget>,
+    /// The registered contacts to ring (or the trunk): one stage, or a hunt group's stages.
+    stages: Vec<Stage>,
     /// Whether the call's media goes through the relay (the caller's or the callee's site
     /// wants it).
     relay: bool,
     /// The site of the extension called ("" for trunks and hunt groups).
     callee_site: String,
+    /// What the hunt state learns from the call (the group called, the extensions in it).
+    tracked: TrackedCall,
 }
 
 struct Service {
@@ -182,6 +188,8 @@ struct Service {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     core: B2bua,
+    /// Round-robin and longest-idle memory of this replica (not shared: ADR 0016).
+    hunt: HuntState,
 }
 
 impl Service {
@@ -362,10 +370,11 @@ impl Service {
             started_unix_ms: Some(unix_ms()),
             ..Default::default()
         };
-        let (targets, relay) = match self.resolve(&edge_request.device_id, &request, &flow) {
+        let (plan, relay) = match self.resolve(&edge_request.device_id, &request, &flow) {
             Ok(resolved) => {
                 context.callee_site = resolved.callee_site;
-                (Ok(resolved.targets), resolved.relay)
+                self.hunt.track(&call_id, resolved.tracked);
+                (Ok(resolved.stages), resolved.relay)
             }
             Err(refusal) => {
                 context.cause = refusal.1.clone();
@@ -374,32 +383,47 @@ impl Service {
         };
         self.records.begin(&call_id, context);
         if relay
-            && targets.as_ref().is_ok_and(|t| !t.is_empty())
+            && plan
+                .as_ref()
+                .is_ok_and(|stages| stages.iter().any(|s| !s.targets.is_empty()))
             && let Some(anchoring) = self.anchoring.as_mut()
         {
             anchoring.allocate(&call_id, &request.body).await;
         }
-        let input = Input::Invite {
+        let input = Input::InvitePlan {
             edge_id: edge_request.edge_id,
             handle: edge_request.transaction,
             request: Box::new(request),
             flow,
-            targets,
+            plan,
         };
-        let actions = self.core.handle(now(), input);
-        if let Some(anchoring) = self.anchoring.as_mut()
-            && anchoring.is_anchored(&call_id)
-        {
-            for action in &actions {
-                if let Action::Send { request, .. } = action
-                    && request.method == Method::Invite
-                    && let Some(leg_call_id) = request.headers.call_id()
-                {
-                    anchoring.add_callee_leg(&call_id, leg_call_id);
-                }
-            }
+        self.core.handle(now(), input)
+    }
+
+    /// A callee leg's INVITE (any stage's: later ones go out on results and timeouts) joins
+    /// its call's relay session, if the call is anchored.
+    fn anchor_callee_leg(&mut self, action: &Action) {
+        let Some(anchoring) = self.anchoring.as_mut() else {
+            return;
+        };
+        let Action::Send { request, .. } = action else {
+            return;
+        };
+        let initial = request
+            .headers
+            .to_header()
+            .ok()
+            .flatten()
+            .is_some_and(|to| to.params.get("tag").is_none());
+        if request.method != Method::Invite || !initial {
+            return; // re-INVITEs are in a dialog the relay knows already
         }
-        actions
+        if let Some(leg_call_id) = request.headers.call_id()
+            && let Some(caller_call_id) = self.core.caller_call_id(leg_call_id)
+            && anchoring.is_anchored(caller_call_id)
+        {
+            anchoring.add_callee_leg(caller_call_id, leg_call_id);
+        }
     }
 
     /// An in-dialog request for a call this replica does not hold: another replica answered
@@ -463,23 +487,55 @@ impl Service {
             .directory
             .device(caller_device)
             .is_some_and(|d| relay_site(d.site_id.as_str()));
+        // The caller's extensions are in the call too (their idle time, for longest-idle).
+        let mut tracked = TrackedCall {
+            group: None,
+            extensions: self
+                .directory
+                .extensions_of_device(caller_device)
+                .iter()
+                .map(|e| e.number.as_str().to_owned())
+                .collect(),
+        };
+        let now_unix = unix_secs();
         let (device_ids, callee_site): (Vec<String>, String) = match target {
             Target::Extension {
+                number,
                 device_ids,
                 site_id,
-                ..
-            } => (device_ids, site_id),
-            Target::HuntGroup { members, .. } => (
-                // Every member at once until hunting strategies are built.
-                members.into_iter().flat_map(|m| m.device_ids).collect(),
-                String::new(),
-            ),
+            } => {
+                tracked.extensions.push(number);
+                (device_ids, site_id)
+            }
+            Target::HuntGroup {
+                number,
+                members,
+                strategy,
+                ring_timeout,
+            } => {
+                let members: Vec<MemberContacts> = members
+                    .into_iter()
+                    .map(|m| MemberContacts {
+                        targets: self.contacts(&m.device_ids, now_unix),
+                        number: m.number,
+                    })
+                    .collect();
+                let stages = hunt::stages(&number, strategy, &members, ring_timeout, &self.hunt);
+                tracked.group = Some((number, members));
+                return Ok(Resolved {
+                    stages,
+                    relay: caller_relay,
+                    callee_site: String::new(),
+                    tracked,
+                });
+            }
             Target::Trunk { trunk, number, .. } | Target::Emergency { trunk, number, .. } => {
                 let target = self.trunk_target(&trunk, &number, caller_flow)?;
                 return Ok(Resolved {
-                    targets: vec![target],
+                    stages: vec![Stage::parallel(vec![target])],
                     relay: caller_relay,
                     callee_site: String::new(),
+                    tracked,
                 });
             }
             other => {
@@ -489,10 +545,21 @@ impl Service {
                 ));
             }
         };
-        let now_unix = unix_secs();
+        let targets = self.contacts(&device_ids, now_unix);
+        let callee_relay = relay_site(&callee_site);
+        Ok(Resolved {
+            stages: vec![Stage::parallel(targets)],
+            relay: caller_relay || callee_relay,
+            callee_site,
+            tracked,
+        })
+    }
+
+    /// The registered contacts of these devices (each device's AOR is its SIP username).
+    fn contacts(&self, device_ids: &[String], now_unix: u64) -> Vec<LegTarget> {
         let mut targets = Vec::new();
         for device_id in device_ids {
-            let Some(device) = self.directory.device(&device_id) else {
+            let Some(device) = self.directory.device(device_id) else {
                 continue;
             };
             let aor = format!(
@@ -508,12 +575,7 @@ impl Service {
                 });
             }
         }
-        let callee_relay = relay_site(&callee_site);
-        Ok(Resolved {
-            targets,
-            relay: caller_relay || callee_relay,
-            callee_site,
-        })
+        targets
     }
 
     /// Where a call from a trusted network goes: an extension or a hunt group dialled in full.
@@ -530,21 +592,21 @@ impl Service {
             });
         }
         if let Some(group) = self.directory.hunt_group(dialed) {
-            let device_ids = group
+            // Hunted like a phone's call to the group (the dial plan's members, in order).
+            let members = group
                 .members
                 .iter()
                 .filter_map(|number| self.directory.extension(number.as_str()))
-                .flat_map(|e| {
-                    e.device_ids
-                        .iter()
-                        .map(|d| d.as_str().to_owned())
-                        .collect::<Vec<_>>()
+                .map(|e| HuntMember {
+                    number: e.number.as_str().to_owned(),
+                    device_ids: e.device_ids.iter().map(|d| d.as_str().to_owned()).collect(),
                 })
                 .collect();
-            return Ok(Target::Extension {
+            return Ok(Target::HuntGroup {
                 number: dialed.to_owned(),
-                device_ids,
-                site_id: String::new(),
+                members,
+                strategy: group.strategy,
+                ring_timeout: Duration::from_secs(u64::from(group.ring_timeout.seconds())),
             });
         }
         Err((StatusCode::NOT_FOUND, "no such number".into()))
@@ -604,6 +666,7 @@ impl Service {
 
     async fn perform(&mut self, actions: Vec<Action>) {
         for mut action in actions {
+            self.anchor_callee_leg(&action);
             self.anchor_body(&mut action).await;
             let outcome = match action {
                 Action::Respond {
@@ -644,6 +707,8 @@ impl Service {
                 }
                 Action::Persist { call_ids, mut call } => {
                     if let Some(caller_call_id) = call_ids.first() {
+                        // Answered (or refreshed): who answered a hunt group's call.
+                        self.hunt.call_answered(caller_call_id, &call.callee_aor);
                         if let Some(anchoring) = self.anchoring.as_ref() {
                             anchoring.describe(caller_call_id, &mut call);
                         }
@@ -663,6 +728,8 @@ impl Service {
                     Ok(())
                 }
                 Action::Ended(record) => {
+                    self.hunt
+                        .call_finished(&record.call_id, record.answered.is_some(), now());
                     let context = self.records.end(&record.call_id);
                     if let Some(metrics) = &self.metrics {
                         if !context.setup_done {
