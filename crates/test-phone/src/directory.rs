@@ -1,11 +1,14 @@
 //! A small directory for call tests, written straight into the store's directory keys: one
 //! site (1000–1999), extensions 1001–1003 on devices `user1`–`user3` (passwords `pw1`–`pw3`),
 //! 1003 limited to internal calls, a national route (0 + 9 digits) to a carrier trunk, and the
-//! emergency number 112 through that trunk.
+//! emergency number 112 through that trunk; hunt groups on request ([`add_hunt_group`]).
 
 use std::sync::Arc;
 
-use directory::model::{ClassOfService, Device, Entry, Extension, Route, Site, Trunk};
+use directory::model::{
+    ClassOfService, Device, Entry, Extension, ExtensionNumber, HuntGroup, HuntStrategy, Name,
+    RingTimeout, Route, Site, Trunk,
+};
 use directory::storage::{encode, entry_key};
 use proto::v1;
 use sip_core::digest::{Algorithm, ha1};
@@ -137,6 +140,33 @@ pub async fn set_trunk_address(store: &Arc<dyn Store>, address: std::net::Socket
     })
     .unwrap();
     let entry = Entry::Trunk(trunk);
+    store
+        .put(&entry_key(&entry.key()), encode(&entry), None)
+        .await
+        .unwrap();
+}
+
+/// Adds hunt group `number` (give it a number of site S-1, 1000–1999, not an extension's)
+/// offering calls to the extensions `members` in this order with `strategy`, ringing
+/// `ring_seconds` per member (for the whole group, when simultaneous).
+pub async fn add_hunt_group(
+    store: &Arc<dyn Store>,
+    number: &str,
+    members: &[&str],
+    strategy: HuntStrategy,
+    ring_seconds: u32,
+) {
+    let group = HuntGroup {
+        number: ExtensionNumber::parse(number).unwrap(),
+        name: Name::parse(&format!("Hunt group {number}")).unwrap(),
+        members: members
+            .iter()
+            .map(|m| ExtensionNumber::parse(m).unwrap())
+            .collect(),
+        strategy,
+        ring_timeout: RingTimeout::from_seconds(ring_seconds).unwrap(),
+    };
+    let entry = Entry::HuntGroup(group);
     store
         .put(&entry_key(&entry.key()), encode(&entry), None)
         .await

@@ -578,3 +578,184 @@ async fn a_relayed_call_whose_media_dies_is_hung_up_on_both_phones() {
     }
     edge.drain().await;
 }
+
+/// A hunt group to seed: number, member extensions, strategy, ring seconds per member.
+type GroupSeed<'a> = (&'a str, &'a [&'a str], directory::model::HuntStrategy, u32);
+
+/// etcd with the small city and these hunt groups, an edge and cc-1 (which loads the groups
+/// at start).
+async fn setup_with_hunt_groups(groups: &[GroupSeed<'_>]) -> Setup {
+    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        EtcdStore::connect(&EtcdConfig::new([etcd.endpoint()]))
+            .await
+            .unwrap(),
+    );
+    test_phone::directory::seed_small_city(&store, REALM).await;
+    for (number, members, strategy, ring_seconds) in groups {
+        test_phone::directory::add_hunt_group(&store, number, members, *strategy, *ring_seconds)
+            .await;
+    }
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
+    let mut config = sip_edge::EdgeConfig::new("edge-1", REALM, [9; 32]);
+    config.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];
+    let edge = sip_edge::start(config, store.clone(), bus.clone())
+        .await
+        .unwrap();
+    let cc = call_control("cc-1", &store, &bus).await;
+    Setup {
+        _etcd: etcd,
+        edge,
+        cc: Some(cc),
+        store,
+        bus,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linear_hunt_group_rings_its_second_member_when_the_first_declines() {
+    let members: &[&str] = &["1002", "1003"];
+    let setup =
+        setup_with_hunt_groups(&[("1500", members, directory::model::HuntStrategy::Linear, 10)])
+            .await;
+    let mut records = setup
+        .bus
+        .subscribe(proto::subjects::CALL_RECORDS)
+        .await
+        .unwrap();
+    let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
+    let mut carol = Phone::new("user3", "pw3", REALM, edge_addr(&setup)).await;
+    alice.register().await;
+    bob.register().await;
+    carol.register().await;
+
+    alice.call("1500", "hunt-1@alice").await;
+    // The first member rings alone.
+    let first = bob.request().await;
+    assert_eq!(first.method, Method::Invite);
+    assert!(
+        carol.next(Duration::from_millis(300)).await.is_none(),
+        "the second member waits its turn"
+    );
+    bob.reply(&first, StatusCode::RINGING, "bob").await;
+    assert_eq!(alice.response(true).await.status, StatusCode::RINGING);
+    // Bob declines: Carol rings at once, long before Bob's 10 s are up.
+    bob.reply(&first, StatusCode::DECLINE, "bob").await;
+    let second = carol.request().await;
+    assert_eq!(second.method, Method::Invite);
+    assert_eq!(
+        second.body.as_ref(),
+        SDP_OFFER.as_bytes(),
+        "the caller's offer reaches the second member"
+    );
+    carol.reply(&second, StatusCode::RINGING, "carol").await;
+    carol.reply(&second, StatusCode::OK, "carol").await;
+    // Alice heard one 180 (Bob's), then gets Carol's answer.
+    let answered = alice.response(true).await;
+    assert_eq!(answered.status, StatusCode::OK, "{answered:?}");
+    assert_eq!(answered.body.as_ref(), SDP_ANSWER.as_bytes());
+    assert_eq!(carol.request().await.method, Method::Ack);
+    let ack = alice.in_dialog(&answered, "ACK", 2);
+    alice.send(ack.as_bytes()).await;
+    let bye = alice.in_dialog(&answered, "BYE", 3);
+    alice.send(bye.as_bytes()).await;
+    assert_eq!(alice.response(false).await.status, StatusCode::OK);
+    let bye = carol.request().await;
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(bye.headers.call_id(), second.headers.call_id());
+    carol.reply(&bye, StatusCode::OK, "carol").await;
+
+    let record = next_record(&mut records).await;
+    assert_eq!(record.call_id, "hunt-1@alice");
+    assert_eq!((record.outcome.as_str(), record.status), ("answered", 200));
+    // Bob heard nothing more than the ACK of his 603 (sent by the edge's transaction).
+    while let Some(message) = bob.next(Duration::from_millis(200)).await {
+        match message {
+            sip_msg::SipMessage::Request(r) => {
+                assert_eq!(r.method, Method::Ack, "{r:?}")
+            }
+            sip_msg::SipMessage::Response(r) => panic!("bob got {r:?}"),
+        }
+    }
+    setup.edge.drain().await;
+}
+
+/// Alice calls `number`; the phone that rings first answers and Alice hangs up. Which phone
+/// rang first (0 = `members[0]`).
+async fn answer_first_ringing(
+    alice: &mut Phone,
+    members: [&Phone; 2],
+    number: &str,
+    call_id: &str,
+) -> usize {
+    alice.call(number, call_id).await;
+    let (rang, invite) = tokio::select! {
+        Some(m) = members[0].next(Duration::from_secs(5)) => (0, m),
+        Some(m) = members[1].next(Duration::from_secs(5)) => (1, m),
+    };
+    let sip_msg::SipMessage::Request(invite) = invite else {
+        panic!("{invite:?}")
+    };
+    assert_eq!(invite.method, Method::Invite);
+    let phone = members[rang];
+    phone.reply(&invite, StatusCode::OK, "member").await;
+    let answered = alice.response(false).await;
+    assert_eq!(answered.status, StatusCode::OK);
+    assert_eq!(phone.request().await.method, Method::Ack);
+    let ack = alice.in_dialog(&answered, "ACK", 2);
+    alice.send(ack.as_bytes()).await;
+    let bye = alice.in_dialog(&answered, "BYE", 3);
+    alice.send(bye.as_bytes()).await;
+    assert_eq!(alice.response(false).await.status, StatusCode::OK);
+    let bye = phone.request().await;
+    assert_eq!(bye.method, Method::Bye);
+    phone.reply(&bye, StatusCode::OK, "member").await;
+    rang
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_and_longest_idle_groups_remember_who_answered_and_who_hung_up() {
+    use directory::model::HuntStrategy::{LongestIdle, RoundRobin};
+    let members: &[&str] = &["1002", "1003"];
+    let setup = setup_with_hunt_groups(&[
+        ("1500", members, RoundRobin, 10),
+        ("1501", members, LongestIdle, 10),
+    ])
+    .await;
+    let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
+    let mut carol = Phone::new("user3", "pw3", REALM, edge_addr(&setup)).await;
+    alice.register().await;
+    bob.register().await;
+    carol.register().await;
+    let phones = [&bob, &carol];
+
+    // Round-robin: the first call starts at the first member, the next after whoever answered.
+    assert_eq!(
+        answer_first_ringing(&mut alice, phones, "1500", "rr-1@alice").await,
+        0
+    );
+    assert_eq!(
+        answer_first_ringing(&mut alice, phones, "1500", "rr-2@alice").await,
+        1
+    );
+    assert_eq!(
+        answer_first_ringing(&mut alice, phones, "1500", "rr-3@alice").await,
+        0
+    );
+    // Longest-idle: Bob (1002) finished the last call, Carol before him: Carol first.
+    assert_eq!(
+        answer_first_ringing(&mut alice, phones, "1501", "li-1@alice").await,
+        1
+    );
+    // Now Carol just hung up: Bob first.
+    assert_eq!(
+        answer_first_ringing(&mut alice, phones, "1501", "li-2@alice").await,
+        0
+    );
+    setup.edge.drain().await;
+}
