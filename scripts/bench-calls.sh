@@ -409,23 +409,26 @@ cluster_side() {
     token="bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 
     say "cluster: etcd on $etcd_url, nats-server on $nats_url"
-    setsid etcd --name bench --data-dir "$WORK/etcd" \
+    setsid etcd --name bench --data-dir "$WORK/etcd-$key" \
         --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
         --listen-peer-urls "http://127.0.0.1:$etcd_peer" \
         --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
         --initial-cluster "bench=http://127.0.0.1:$etcd_peer" --initial-cluster-state new \
-        --logger zap --log-level warn >"$WORK/etcd.log" 2>&1 &
-    PIDS+=($!)
+        --logger zap --log-level warn >"$WORK/etcd-$key.log" 2>&1 &
+    local etcd_pid=$!
+    PIDS+=("$etcd_pid")
     wait_for etcd "$!" sh -c "curl -fsS '$etcd_url/health' | grep -q '\"health\":\"true\"'"
-    setsid nats-server -a 127.0.0.1 -p "$nats_port" >"$WORK/nats.log" 2>&1 &
-    PIDS+=($!)
+    setsid nats-server -a 127.0.0.1 -p "$nats_port" >"$WORK/nats-$key.log" 2>&1 &
+    local nats_pid=$!
+    PIDS+=("$nats_pid")
     wait_for nats-server "$!" python3 -c "import socket; socket.create_connection(('127.0.0.1', $nats_port), 1)"
 
     say "cluster: calanque-directory, importing the demo directory"
     CALANQUE_DIRECTORY_TOKEN="$token" RUST_LOG=warn setsid "$BIN/calanque-directory" \
         --store "etcd:$etcd_url" --bus "$nats_url" \
-        --rest "127.0.0.1:$rest_port" --grpc "127.0.0.1:$grpc_port" >"$WORK/directory.log" 2>&1 &
-    PIDS+=($!)
+        --rest "127.0.0.1:$rest_port" --grpc "127.0.0.1:$grpc_port" >"$WORK/directory-$key.log" 2>&1 &
+    local directory_pid=$!
+    PIDS+=("$directory_pid")
     wait_for calanque-directory "$!" curl -fsS "http://127.0.0.1:$rest_port/readyz"
     CALANQUE_DIRECTORY_URL="http://127.0.0.1:$rest_port" CALANQUE_TOKEN="$token" \
         timeout 120 "$BIN/calanque" dir import "$DEMO_YAML" >&2 \
@@ -472,7 +475,10 @@ cluster_side() {
         stop_one "$OTLP_SINK_PID"
         SUMMARY+="$(printf '%-42s %s' "  spans exported (requests bytes)" "$(cat "$WORK/otlp-sink.stats" 2>/dev/null || echo '?')")"$'\n'
     fi
-    for pid in "$edge_pid" "$cc_pid" "$UAS_PID"; do stop_one "$pid"; done
+    # The next run starts a cluster of its own: nothing of this one may take CPU from it.
+    for pid in "$edge_pid" "$cc_pid" "$UAS_PID" "$directory_pid" "$nats_pid" "$etcd_pid"; do
+        stop_one "$pid"
+    done
 }
 declare -A CPU_PER_CALL
 
