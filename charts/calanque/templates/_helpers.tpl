@@ -1,0 +1,133 @@
+{{/*
+Names, labels and the values every template shares.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "calanque.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object name: fullnameOverride, or the release name when it already holds
+the chart name (release "calanque" gives "calanque-operator", not "calanque-calanque-operator"),
+or <release>-<chart>.
+*/}}
+{{- define "calanque.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart-version, for the helm.sh/chart label. */}}
+{{- define "calanque.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "calanque.labels" -}}
+helm.sh/chart: {{ include "calanque.chart" . }}
+{{ include "calanque.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: calanque
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The labels selectors use: stable across upgrades. */}}
+{{- define "calanque.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "calanque.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The operator's objects. */}}
+{{- define "calanque.operator.fullname" -}}
+{{- printf "%s-operator" (include "calanque.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "calanque.operator.labels" -}}
+{{ include "calanque.labels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "calanque.operator.selectorLabels" -}}
+{{ include "calanque.selectorLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "calanque.operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "calanque.operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag, or repository@digest when a digest is given. */}}
+{{- define "calanque.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The datacenters the operator runs in, as JSON {"items": [{"name", "nodeSelector"}]}:
+operator.datacenters, else the serving datacenters of the PbxCluster the chart creates, else
+one entry with no name (a single Deployment).
+*/}}
+{{- define "calanque.operator.datacenters" -}}
+{{- $items := list }}
+{{- if .Values.operator.datacenters }}
+{{- range .Values.operator.datacenters }}
+{{- $items = append $items (dict "name" .name "nodeSelector" (.nodeSelector | default dict)) }}
+{{- end }}
+{{- else if .Values.pbxCluster.create }}
+{{- range .Values.pbxCluster.spec.datacenters }}
+{{- if eq .role "serving" }}
+{{- $items = append $items (dict "name" .name "nodeSelector" (.nodeSelector | default dict)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not $items }}
+{{- $items = list (dict "name" "" "nodeSelector" dict) }}
+{{- end }}
+{{- dict "items" $items | toJson }}
+{{- end }}
+
+{{/* Total operator pods over every Deployment. */}}
+{{- define "calanque.operator.totalReplicas" -}}
+{{- $dcs := (include "calanque.operator.datacenters" . | fromJson).items }}
+{{- mul (len $dcs) .Values.operator.replicaCount }}
+{{- end }}
+
+{{/*
+The Secrets the operator may read, as JSON {"names": [...]}: rbac.tlsSecretNames and the
+tlsSecret names of the PbxCluster the chart creates, sorted, without duplicates.
+*/}}
+{{- define "calanque.tlsSecretNames" -}}
+{{- $names := .Values.rbac.tlsSecretNames | default list }}
+{{- if .Values.pbxCluster.create }}
+{{- $spec := .Values.pbxCluster.spec }}
+{{- range (list $spec.nats.tlsSecret $spec.etcd.tlsSecret $spec.sip.tlsSecret) }}
+{{- if . }}
+{{- $names = append $names . }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- dict "names" ($names | uniq | sortAlpha) | toJson }}
+{{- end }}
+
+{{/* The object name of the Service in front of the operators. */}}
+{{- define "calanque.operator.serviceName" -}}
+{{- printf "%s-metrics" (include "calanque.operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
