@@ -629,9 +629,11 @@ async fn a_linear_hunt_group_rings_its_second_member_when_the_first_declines() {
     let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
     let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
     let mut carol = Phone::new("user3", "pw3", REALM, edge_addr(&setup)).await;
-    alice.register().await;
+    // Members first: call-control's location cache follows the store, a moment behind the
+    // edge's 200; the caller's own registration gives it that moment.
     bob.register().await;
     carol.register().await;
+    alice.register().await;
 
     alice.call("1500", "hunt-1@alice").await;
     // The first member rings alone.
@@ -729,9 +731,11 @@ async fn round_robin_and_longest_idle_groups_remember_who_answered_and_who_hung_
     let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
     let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
     let mut carol = Phone::new("user3", "pw3", REALM, edge_addr(&setup)).await;
-    alice.register().await;
+    // Members first: call-control's location cache follows the store, a moment behind the
+    // edge's 200; the caller's own registration gives it that moment.
     bob.register().await;
     carol.register().await;
+    alice.register().await;
     let phones = [&bob, &carol];
 
     // Round-robin: the first call starts at the first member, the next after whoever answered.
