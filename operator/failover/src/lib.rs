@@ -1,2 +1,13 @@
-//! Failover between the two datacenters (issue 7): decides from health what to do, and does it
-//! under an etcd lease with every action fenced by the store's revision.
+//! Failover between the two datacenters (issue 7, ADR 0018): decides from health what to do,
+//! and does it under an etcd lease with every write fenced by the leader key's revision.
+//!
+//! - [`planner`]: sans-IO — observations, leadership, the stored state and the witness in, a
+//!   [`planner::Decision`] out; time is an input.
+//! - [`state`]: the stored state (`calanque/v1/failover/state`, a `calanque.v1.FailoverState`)
+//!   and its pure transitions.
+
+pub mod planner;
+pub mod state;
+
+pub use planner::{Action, Decision, Planner, PlannerConfig};
+pub use state::FailoverState;
