@@ -5,9 +5,16 @@
 //!   [`planner::Decision`] out; time is an input.
 //! - [`state`]: the stored state (`calanque/v1/failover/state`, a `calanque.v1.FailoverState`)
 //!   and its pure transitions.
+//! - [`leader`]: leadership on the store (lease, campaign, keep-alive) and [`leader::fenced_txn`].
+//! - [`probe`]: the I/O feeding the planner (SIP OPTIONS, `/readyz`, the witness).
+//! - [`controller`]: the loop tying them together, announcing the state on the bus.
 
+pub mod controller;
+pub mod leader;
 pub mod planner;
+pub mod probe;
 pub mod state;
 
+pub use controller::{Controller, ControllerConfig};
 pub use planner::{Action, Decision, Planner, PlannerConfig};
 pub use state::FailoverState;
