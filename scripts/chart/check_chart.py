@@ -17,8 +17,9 @@ Run by scripts/check-chart.sh inside its virtualenv (target/chart-venv), one ste
               other kind fails, except PbxCluster (next step)
   pbxcluster  the CRD (crds/pbxclusters.calanque.io.yaml, when generated): kubernetes-validate
               --strict and the contract's names; examples/two-datacenters.yaml and the rendered
-              PbxCluster against the CRD's openAPIV3Schema, closed like a strict API server
-              (values.schema.json's pbxCluster.spec stands in while the CRD is not generated);
+              PbxCluster against the CRD's openAPIV3Schema, closed like a strict API server,
+              and its CEL rules (x-kubernetes-validations, evaluated with cel-python);
+              values.schema.json's pbxCluster.spec stands in while the CRD is not generated;
               the example's spec is docs/pbxcluster.md's and the example values' pbxCluster.spec
   policy      what the chart promises: pod and container securityContext, resources, the
               operator's command, probes and port, the exact RBAC rules, honorLabels on the
@@ -44,6 +45,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import celpy
 import helm_python as helm
 import jsonschema
 import yaml
@@ -471,16 +473,82 @@ def crd_errors(crd: Obj, kube_versions: Iterable[str]) -> Errors:
     return errors
 
 
-def pbxcluster_validator(crd: Obj | None) -> tuple[str, Any]:
-    """What PbxCluster objects are checked against: the CRD's schema, or the values schema's
-    pbxCluster.spec while the CRD is not generated."""
+class CelRules:
+    """The CRD's CEL rules (`x-kubernetes-validations`), evaluated with cel-python where the
+    API server would: at each schema node, with `self` bound to the object's value there.
+    Transition rules (those reading `oldSelf`) only apply to updates and are skipped."""
+
+    def __init__(self, openapi: Obj):
+        self.schema = openapi
+        self.environment = celpy.Environment()
+        self.programs: dict[str, Any] = {}
+
+    def program(self, rule: str) -> Any:
+        if rule not in self.programs:
+            self.programs[rule] = self.environment.program(self.environment.compile(rule))
+        return self.programs[rule]
+
+    def errors(self, value: Any) -> Errors:
+        errors: Errors = []
+        self._walk(self.schema, value, "", errors)
+        return errors
+
+    def _walk(self, schema: Obj, value: Any, path: str, errors: Errors) -> None:
+        if not isinstance(schema, dict) or value is None:
+            return
+        for validation in schema.get("x-kubernetes-validations") or []:
+            rule = validation.get("rule", "")
+            if "oldSelf" in rule:
+                continue
+            try:
+                result = self.program(rule).evaluate({"self": celpy.json_to_cel(value)})
+            except Exception as error:  # noqa: BLE001 - a rule we cannot evaluate is reported
+                errors.append(f"{path or '(root)'}: CEL rule {rule!r} could not be evaluated: {error}")
+                continue
+            if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
+                message = validation.get("message") or f"failed rule: {rule}"
+                errors.append(f"{path or '(root)'}: {message} (CEL: {rule})")
+        if isinstance(value, dict):
+            for key, sub in (schema.get("properties") or {}).items():
+                if key in value:
+                    self._walk(sub, value[key], f"{path}/{key}".lstrip("/"), errors)
+            extra = schema.get("additionalProperties")
+            if isinstance(extra, dict):
+                for key, sub_value in value.items():
+                    if key not in (schema.get("properties") or {}):
+                        self._walk(extra, sub_value, f"{path}/{key}".lstrip("/"), errors)
+        elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+            for index, item in enumerate(value):
+                self._walk(schema["items"], item, f"{path}/{index}".lstrip("/"), errors)
+
+
+PbxClusterCheck = Callable[[Obj], Errors]
+
+
+def _schema_check(validator: Any) -> PbxClusterCheck:
+    def check(obj: Obj) -> Errors:
+        return [
+            f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}"
+            for error in validator.iter_errors(obj)
+        ]
+
+    return check
+
+
+def pbxcluster_validator(crd: Obj | None) -> tuple[str, PbxClusterCheck | None]:
+    """What PbxCluster objects are checked against: the CRD's schema and CEL rules, or the
+    values schema's pbxCluster.spec while the CRD is not generated."""
     if crd is not None:
         for version in (crd.get("spec") or {}).get("versions") or []:
             if version.get("name") == "v1alpha1":
                 openapi = (version.get("schema") or {}).get("openAPIV3Schema") or {}
-                return "the CRD's openAPIV3Schema (closed)", jsonschema.Draft4Validator(
-                    closed_openapi(openapi)
-                )
+                schema_check = _schema_check(jsonschema.Draft4Validator(closed_openapi(openapi)))
+                rules = CelRules(openapi)
+
+                def check(obj: Obj, schema_check=schema_check, rules=rules) -> Errors:
+                    return schema_check(obj) + rules.errors(obj)
+
+                return "the CRD's openAPIV3Schema (closed) and CEL rules", check
         return "the CRD (no v1alpha1)", None
     schema = values_schema()
     wrapped = {
@@ -497,18 +565,19 @@ def pbxcluster_validator(crd: Obj | None) -> tuple[str, Any]:
         },
         "definitions": schema["definitions"],
     }
-    return "values.schema.json's pbxCluster.spec (CRD not generated yet)", jsonschema.Draft7Validator(wrapped)
+    return (
+        "values.schema.json's pbxCluster.spec (the stand-in until the CRD is generated)",
+        _schema_check(jsonschema.Draft7Validator(wrapped)),
+    )
 
 
-def pbxcluster_errors(obj: Obj, validator: Any, where: str) -> Errors:
-    if validator is None:
+def pbxcluster_errors(obj: Obj, check: PbxClusterCheck | None, where: str) -> Errors:
+    if check is None:
         return [f"{where}: no schema to check it against"]
     errors = []
     if (obj.get("apiVersion"), obj.get("kind")) != PBXCLUSTER:
         errors.append(f"{where}: not a {PBXCLUSTER[0]} {PBXCLUSTER[1]}")
-    for error in validator.iter_errors(obj):
-        path = "/".join(map(str, error.absolute_path)) or "(root)"
-        errors.append(f"{where}: {path}: {error.message}")
+    errors += [f"{where}: {error}" for error in check(obj)]
     return errors
 
 
@@ -1082,6 +1151,56 @@ def self_test() -> Errors:
             lambda v=validator: pbxcluster_errors(cluster, v, "example"),
             lambda v=validator: pbxcluster_errors(
                 mutated(cluster, lambda c: c["spec"]["rtp"].update(portFirst="16384")), v, "example"
+            ),
+        )
+
+    # CEL rules: the evaluator on a small schema, then the CRD's own rules when it has some.
+    cel_schema = {
+        "type": "object",
+        "properties": {
+            "sip": {
+                "type": "object",
+                "properties": {"tlsPort": {"type": "integer"}, "tlsSecret": {"type": "string"}},
+                "x-kubernetes-validations": [
+                    {"rule": "has(self.tlsPort) == has(self.tlsSecret)", "message": "go together"}
+                ],
+            },
+            "datacenters": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"role": {"type": "string"}}},
+                "x-kubernetes-validations": [
+                    {"rule": "self.filter(d, d.role == 'serving').size() == 2", "message": "two serving"}
+                ],
+            },
+        },
+    }
+    cel_good = {"sip": {"tlsPort": 5061, "tlsSecret": "sip-tls"}, "datacenters": [{"role": "serving"}] * 2}
+    expect(
+        "CEL: a broken x-kubernetes-validations rule is reported",
+        lambda: CelRules(cel_schema).errors(cel_good),
+        lambda: CelRules(cel_schema).errors(mutated(cel_good, lambda v: v["sip"].pop("tlsSecret"))),
+    )
+    expect(
+        "CEL: a rule over a list (filter, size) is reported",
+        lambda: CelRules(cel_schema).errors(cel_good),
+        lambda: CelRules(cel_schema).errors(
+            mutated(cel_good, lambda v: v["datacenters"].append({"role": "serving"}))
+        ),
+    )
+    if crd is not None and "x-kubernetes-validations" in json.dumps(crd):
+        described, validator = pbxcluster_validator(crd)
+        expect(
+            "PbxCluster against the CRD's CEL rules: three serving datacenters are rejected",
+            lambda: pbxcluster_errors(cluster, validator, "example"),
+            lambda: pbxcluster_errors(
+                mutated(
+                    cluster,
+                    lambda c: c["spec"]["datacenters"][2].update(
+                        role="serving", sipAddresses=["203.0.113.1"]
+                    ),
+                ),
+                validator,
+                "example",
             ),
         )
 
