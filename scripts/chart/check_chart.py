@@ -652,10 +652,12 @@ def operator_errors(rendered: Rendered, values: Obj) -> Errors:
         env = {e["name"]: e.get("value") for e in operator.get("env", [])}
         if env.get("CALANQUE_TELEMETRY_LISTEN") != f"0.0.0.0:{port}":
             errors.append(f"{where}: CALANQUE_TELEMETRY_LISTEN is {env.get('CALANQUE_TELEMETRY_LISTEN')!r}")
-        datacenter = deployment["spec"]["template"]["metadata"]["labels"].get("calanque.io/datacenter")
-        if (env.get("CALANQUE_DATACENTER") or None) != datacenter:
+        cluster_wide = (values.get("rbac") or {}).get("clusterWide", False)
+        namespace = env.get("CALANQUE_OPERATOR_NAMESPACE")
+        if namespace != (None if cluster_wide else NAMESPACE):
             errors.append(
-                f"{where}: CALANQUE_DATACENTER {env.get('CALANQUE_DATACENTER')!r} differs from the pod's datacenter label {datacenter!r}"
+                f"{where}: CALANQUE_OPERATOR_NAMESPACE is {namespace!r}: the release namespace with a "
+                "Role, absent (every namespace) with rbac.clusterWide"
             )
     services = [
         s
@@ -1399,6 +1401,24 @@ def self_test() -> Errors:
                 "Deployment",
                 lambda d: d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"].update(
                     path="/healthz"
+                ),
+            ),
+            values,
+        ),
+    )
+    expect(
+        "policy: a namespaced operator watching every namespace is rejected",
+        lambda: policy_errors(default, values),
+        lambda: policy_errors(
+            _with(
+                default,
+                "Deployment",
+                lambda d: d["spec"]["template"]["spec"]["containers"][0].update(
+                    env=[
+                        e
+                        for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+                        if e["name"] != "CALANQUE_OPERATOR_NAMESPACE"
+                    ]
                 ),
             ),
             values,
