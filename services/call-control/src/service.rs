@@ -122,6 +122,7 @@ pub async fn start_instrumented(
         .clone()
         .map(crate::writers::CdrWriter::start);
     let service = Service {
+        unregistered: std::sync::Mutex::default(),
         metrics: metrics.map(telemetry::CallMetrics::register),
         hangup_by: None,
         records: crate::records::CallContexts::default(),
@@ -175,6 +176,9 @@ struct Resolved {
 }
 
 struct Service {
+    /// The AORs `resolve` found no binding for in the cache (read from the store before
+    /// answering 480).
+    unregistered: std::sync::Mutex<Vec<String>>,
     metrics: Option<telemetry::CallMetrics>,
     /// Who sent the BYE being handled (`caller_bye`/`callee_bye`), for the ended-calls metric.
     hangup_by: Option<&'static str>,
@@ -370,7 +374,28 @@ impl Service {
             started_unix_ms: Some(unix_ms()),
             ..Default::default()
         };
-        let (plan, relay) = match self.resolve(&edge_request.device_id, &request, &flow) {
+        self.unregistered_aors().clear();
+        let mut resolved = self.resolve(&edge_request.device_id, &request, &flow);
+        let nobody = resolved
+            .as_ref()
+            .is_ok_and(|r| r.stages.iter().all(|s| s.targets.is_empty()));
+        if nobody && !self.unregistered_aors().is_empty() {
+            // The location cache follows the store's watch: a phone that registered a few
+            // milliseconds ago (through any edge) may not be in it yet. Before answering 480,
+            // read the callee's bindings from the store itself (this refreshes the cache).
+            let aors = std::mem::take(&mut *self.unregistered_aors());
+            let mut found = false;
+            for aor in &aors {
+                match self.location.fresh(aor).await {
+                    Ok(bindings) => found |= !bindings.is_empty(),
+                    Err(e) => tracing::warn!(%aor, error = %e, "bindings not read from the store"),
+                }
+            }
+            if found {
+                resolved = self.resolve(&edge_request.device_id, &request, &flow);
+            }
+        }
+        let (plan, relay) = match resolved {
             Ok(resolved) => {
                 context.callee_site = resolved.callee_site;
                 self.hunt.track(&call_id, resolved.tracked);
@@ -555,6 +580,12 @@ impl Service {
         })
     }
 
+    fn unregistered_aors(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.unregistered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The registered contacts of these devices (each device's AOR is its SIP username).
     fn contacts(&self, device_ids: &[String], now_unix: u64) -> Vec<LegTarget> {
         let mut targets = Vec::new();
@@ -567,7 +598,11 @@ impl Service {
                 device.sip_username.as_str(),
                 self.config.domain
             );
-            for binding in self.location.lookup(&aor, now_unix) {
+            let bindings = self.location.lookup(&aor, now_unix);
+            if bindings.is_empty() {
+                self.unregistered_aors().push(aor.clone());
+            }
+            for binding in bindings {
                 targets.push(LegTarget {
                     aor: aor.clone(),
                     contact: binding.binding.contact.to_string(),
