@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Where the shared corpora live (RFC 4475, PROTOS c07-sip, PJSIP seeds); read at run time.
 export CALANQUE_TESTDATA ?= $(abspath ../shared/testdata)
 
-.PHONY: help deps run test test-unit test-observability lint lint-ci fmt deny sans-io bench bench-directory bench-register bench-calls bench-media fuzz
+.PHONY: help deps run test test-unit test-observability test-chart lint lint-ci fmt deny sans-io bench bench-directory bench-register bench-calls bench-media fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -12,7 +12,10 @@ help: ## List the targets
 deps: ## Install what the tests need (apt/pip), only when missing
 	@scripts/ensure-deps.sh
 
-test: deps sans-io lint-ci test-observability test-unit ## Everything CI runs: lints, sans-IO check, rules and dashboards, all tests
+test: deps sans-io lint-ci test-observability test-chart test-unit ## Everything CI runs: lints, sans-IO check, rules and dashboards, the Helm chart, all tests
+
+test-chart: ## Helm chart: lint, render (default and example values), validate every object and the CRD offline
+	@scripts/check-chart.sh
 
 test-observability: ## Prometheus rules (promtool check + unit tests) and dashboards against docs/metrics.md
 	@scripts/check-observability.sh
