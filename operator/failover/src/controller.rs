@@ -1,6 +1,9 @@
 //! The failover controller: every probe interval, one round of observations into the planner,
 //! the stored state and the leadership read, one decision, and — when leading — that decision
-//! carried out as a fenced write of the state followed by its announcement on the bus.
+//! carried out as a fenced write of the state followed by its announcement on the bus. The
+//! leader's health view ([`crate::state::judge_health`]) goes into the state with the
+//! decision's write, or in a write of its own when a judgment changed and the decision writes
+//! nothing: a datacenter's health is written when it changes, not every round.
 //!
 //! Works on any [`Store`] (etcd in a cluster, the embedded store all-in-one). The controller
 //! keeps probing and planning as a follower, so that a new leader starts with warm health
@@ -22,7 +25,9 @@ use crate::planner::{
     PlannerConfig,
 };
 use crate::probe::HealthSource;
-use crate::state::{FAILBACK_KEY, FailoverState, PREFIX, STATE_KEY, StateError, WriteStamp};
+use crate::state::{
+    FAILBACK_KEY, FailoverState, PREFIX, STATE_KEY, StateError, WriteStamp, judge_health,
+};
 
 /// The `role` label of the leadership gauge.
 pub const LEADER_ROLE: &str = "failover-controller";
@@ -161,8 +166,26 @@ impl Controller {
         let Some(fence) = fence else {
             return;
         };
-        match &decision.action {
-            Action::Nothing => {
+        // The action and the health view go in one write; the health view alone is written
+        // only when a judgment changed (never on every probe).
+        let stamp = WriteStamp {
+            writer: self.config.instance.clone(),
+            fencing_revision: fence.revision,
+            at_unix_ms: unix_ms(),
+        };
+        let health = judge_health(
+            state.map_or(&[], |s| s.health.as_slice()),
+            &decision.report.datacenters,
+            planner.config().detection,
+            stamp.at_unix_ms,
+        );
+        let next = FailoverState::after_round(state, &decision.action, &health, &stamp);
+        match (&decision.action, next) {
+            (action, Some(next)) => {
+                self.write(action, next, fence, &stored, leadership, memory)
+                    .await;
+            }
+            (Action::Nothing, None) => {
                 if let Some(state) = state {
                     let due = memory
                         .last_announce
@@ -172,7 +195,7 @@ impl Controller {
                     }
                 }
             }
-            Action::Announce { epoch } => {
+            (Action::Announce { epoch }, None) => {
                 tracing::info!(
                     action = %decision.action,
                     fencing_revision = fence.revision,
@@ -183,38 +206,39 @@ impl Controller {
                     self.announce(state, memory).await;
                 }
             }
-            action => {
-                self.write(action, fence, &stored, leadership, memory).await;
-            }
+            // A writing action with nothing to write (a stale completion).
+            (_, None) => {}
         }
     }
 
-    /// Carries out a writing action: the new state in one fenced transaction (with the
-    /// failback request deleted when the action consumes it), then the announcement.
+    /// Writes `next`, the state after `action` (or after a health view change alone): one
+    /// fenced transaction (with the failback request deleted when the action consumes it),
+    /// then the announcement.
     async fn write(
         &self,
         action: &Action,
+        next: FailoverState,
         fence: Fence,
         stored: &Stored,
         leadership: &Leadership,
         memory: &mut Memory,
     ) {
         let current = stored.state.as_ref();
-        let stamp = WriteStamp {
-            writer: self.config.instance.clone(),
-            fencing_revision: fence.revision,
-            at_unix_ms: unix_ms(),
-        };
-        let Some(next) = FailoverState::next(current.map(|(s, _)| s), action, &stamp) else {
-            return;
-        };
-        tracing::info!(
-            action = %action,
-            fencing_revision = fence.revision,
-            epoch = next.epoch,
-            active = %next.active,
-            "failover decision"
-        );
+        if action.writes() {
+            tracing::info!(
+                action = %action,
+                fencing_revision = fence.revision,
+                epoch = next.epoch,
+                active = %next.active,
+                "failover decision"
+            );
+        } else {
+            tracing::info!(
+                fencing_revision = fence.revision,
+                health = ?next.health,
+                "health view changed"
+            );
+        }
         let mut compares = vec![match current {
             Some((_, revision)) => Compare::ModRevision(STATE_KEY.to_owned(), *revision),
             None => Compare::Absent(STATE_KEY.to_owned()),

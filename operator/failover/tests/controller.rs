@@ -1,7 +1,9 @@
 //! Two controllers in one process on the embedded store and the in-process bus (the all-in-one
 //! set-up), fed by a scripted health source: the state is created on the primary, a lost
 //! primary is failed over after the detection period and announced on the bus, only the
-//! leader writes, and a failback request is carried out and consumed.
+//! leader writes, and a failback request is carried out and consumed. The leader's health view
+//! is in the state (written when a judgment changes, not every round), with the outage and the
+//! completed moves.
 
 // Helpers outside the `#[test]`s unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,7 +16,9 @@ use bus::{Bus, InProcessBus};
 use bytes::Bytes;
 use failover::planner::{HealthObservation, Witness};
 use failover::probe::{HealthSource, Observations};
-use failover::state::{FAILBACK_KEY, LEADER_KEY, STATE_KEY};
+use failover::state::{
+    CompletedMove, DatacenterHealth, FAILBACK_KEY, LEADER_KEY, MoveReason, STATE_KEY,
+};
 use failover::{Controller, ControllerConfig, FailoverState, PlannerConfig};
 use prost::Message as _;
 use proto::subjects;
@@ -55,6 +59,24 @@ impl HealthSource for Scripted {
             witness: Witness::NotConfigured,
         }
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (what the state's times are in).
+#[allow(clippy::disallowed_methods)]
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `at` within a round (100 ms) and some scheduling slack of `around`.
+fn assert_near(at: i64, around: i64, what: &str) {
+    assert!(
+        (at - around).abs() <= 400,
+        "{what}: {at} is {} ms from {around}",
+        at - around
+    );
 }
 
 async fn state(store: &dyn Store) -> Option<FailoverState> {
@@ -125,7 +147,35 @@ async fn two_controllers_on_the_embedded_store_fail_over_announce_and_fail_back(
         String::from_utf8(store.get(LEADER_KEY).await.unwrap().unwrap().value.to_vec()).unwrap();
     assert_eq!(initial.writer, leader);
 
+    // The health view: both judged healthy once healthy for the detection period, in one
+    // write; then nothing is written while nothing changes (rounds every 100 ms).
+    let judged = wait_for_state(store.as_ref(), Duration::from_secs(5), "judged", |s| {
+        s.health.len() == 2
+    })
+    .await;
+    assert!(
+        judged.health.iter().all(|h| h.healthy),
+        "{:?}",
+        judged.health
+    );
+    assert_eq!(
+        judged
+            .health
+            .iter()
+            .map(|h| h.datacenter.as_str())
+            .collect::<Vec<_>>(),
+        ["dc-a", "dc-b"]
+    );
+    sleep(Duration::from_secs(1)).await;
+    let quiet = state(store.as_ref()).await.unwrap();
+    assert_eq!(
+        quiet.writes, judged.writes,
+        "written while nothing changed: {:?}",
+        quiet.history
+    );
+
     health.set(0, true);
+    let lost_at = unix_ms();
     let lost = Instant::now();
     let moved = wait_for_state(store.as_ref(), Duration::from_secs(5), "on dc-b", |s| {
         s.active == "dc-b"
@@ -146,6 +196,38 @@ async fn two_controllers_on_the_embedded_store_fail_over_announce_and_fail_back(
     })
     .await;
     assert!(completed.is_failed("dc-a"));
+    // dc-a is judged unhealthy since its first failed probe, and that is where its outage
+    // starts; the move is recorded.
+    let dc_a = completed
+        .health
+        .iter()
+        .find(|h| h.datacenter == "dc-a")
+        .unwrap();
+    assert!(!dc_a.healthy);
+    assert_near(dc_a.since_unix_ms, lost_at, "dc-a unhealthy since");
+    assert_eq!(completed.outages.len(), 1);
+    assert_eq!(completed.outages[0].datacenter, "dc-a");
+    assert_eq!(completed.outages[0].started_unix_ms, dc_a.since_unix_ms);
+    assert_eq!(completed.outages[0].ended_unix_ms, None);
+    assert_eq!(completed.moves.len(), 1);
+    let CompletedMove {
+        from,
+        to,
+        reason,
+        epoch,
+        started_unix_ms,
+        completed_unix_ms,
+    } = &completed.moves[0];
+    assert_eq!(
+        (from.as_str(), to.as_str(), *reason, *epoch),
+        ("dc-a", "dc-b", MoveReason::DatacenterLost, 2)
+    );
+    assert_near(
+        *started_unix_ms,
+        lost_at + DETECTION.as_millis() as i64,
+        "move started",
+    );
+    assert!(completed_unix_ms >= started_unix_ms);
     // Every write so far came from the one leader, under its one fence.
     assert!(
         completed
@@ -175,6 +257,7 @@ async fn two_controllers_on_the_embedded_store_fail_over_announce_and_fail_back(
 
     // dc-a is back; an operator asks for the failback.
     health.set(0, false);
+    let back_at = unix_ms();
     store
         .put(FAILBACK_KEY, Bytes::from_static(b"dc-a"), None)
         .await
@@ -188,6 +271,25 @@ async fn two_controllers_on_the_embedded_store_fail_over_announce_and_fail_back(
     .await;
     assert_eq!(back.epoch, 3);
     assert!(!back.is_failed("dc-a"));
+    let DatacenterHealth {
+        healthy,
+        since_unix_ms,
+        ..
+    } = back.health.iter().find(|h| h.datacenter == "dc-a").unwrap();
+    assert!(healthy);
+    assert_near(*since_unix_ms, back_at, "dc-a healthy again since");
+    assert_eq!(back.outages.len(), 1);
+    assert_eq!(back.outages[0].ended_unix_ms, Some(*since_unix_ms));
+    assert_eq!(
+        back.moves
+            .iter()
+            .map(|m| (m.from.as_str(), m.to.as_str(), m.reason))
+            .collect::<Vec<_>>(),
+        [
+            ("dc-a", "dc-b", MoveReason::DatacenterLost),
+            ("dc-b", "dc-a", MoveReason::FailbackRequested)
+        ]
+    );
     assert_eq!(
         store.get(FAILBACK_KEY).await.unwrap(),
         None,

@@ -418,6 +418,21 @@ async fn scenario() {
     assert!(moved.epoch > initial.epoch);
     assert_eq!(completed.epoch, 2);
     assert!(completed.is_failed("dc-a"));
+    // The leader's health view went into the same writes: dc-a judged unhealthy, an outage open.
+    assert!(
+        completed
+            .health
+            .iter()
+            .any(|h| h.datacenter == "dc-a" && !h.healthy),
+        "{:?}",
+        completed.health
+    );
+    assert!(
+        completed
+            .outages
+            .iter()
+            .any(|o| o.datacenter == "dc-a" && o.ended_unix_ms.is_none())
+    );
     assert_eq!(
         (completed.writer.as_str(), completed.fencing_revision),
         (first_leader.as_str(), first_fence)
@@ -485,6 +500,13 @@ async fn scenario() {
         (second_leader.as_str(), second_fence)
     );
     assert!(!back.is_failed("dc-a"));
+    assert!(
+        back.health
+            .iter()
+            .any(|h| h.datacenter == "dc-a" && h.healthy),
+        "{:?}",
+        back.health
+    );
     assert_eq!(
         store.get(FAILBACK_KEY).await.unwrap(),
         None,
