@@ -8,13 +8,16 @@
 //! - [`leader`]: leadership on the store (lease, campaign, keep-alive) and [`leader::fenced_txn`].
 //! - [`probe`]: the I/O feeding the planner (SIP OPTIONS, `/readyz`, the witness).
 //! - [`controller`]: the loop tying them together, announcing the state on the bus.
+//! - [`watch`]: reading the stored state from outside ([`watch_state`]: list, then follow).
 
 pub mod controller;
 pub mod leader;
 pub mod planner;
 pub mod probe;
 pub mod state;
+pub mod watch;
 
 pub use controller::{Controller, ControllerConfig};
 pub use planner::{Action, Decision, Planner, PlannerConfig};
 pub use state::FailoverState;
+pub use watch::watch_state;
