@@ -376,13 +376,14 @@ process_cpu_ticks() {
     echo "$total"
 }
 
-# cluster_side [otlp]: the cluster; with "otlp", edge and call-control export their spans.
+# cluster_side [otlp RATIO]: the cluster; with "otlp", edge and call-control export the spans
+# of RATIO of the calls (the edge samples, the others follow).
 cluster_side() {
-    local mode="${1:-}" key=cluster label="calanque cluster (edge + call-control + dir)"
+    local mode="${1:-}" ratio="${2:-1}" key=cluster label="calanque cluster (edge + call-control + dir)"
     local otlp_args=()
     if [ "$mode" = otlp ]; then
-        key=cluster-otlp
-        label="calanque cluster, spans exported (OTLP)"
+        key="cluster-otlp-$ratio"
+        label="calanque cluster, spans exported ($ratio)"
         local sink_port
         sink_port="$(free_port)"
         setsid python3 "$ROOT/scripts/otlp-sink.py" "$sink_port" "$WORK/otlp-sink.stats" \
@@ -390,7 +391,7 @@ cluster_side() {
         OTLP_SINK_PID=$!
         PIDS+=("$OTLP_SINK_PID")
         wait_for otlp-sink "$OTLP_SINK_PID" python3 -c "import socket; socket.create_connection(('127.0.0.1', $sink_port), 1)"
-        otlp_args=(--otlp-endpoint "http://127.0.0.1:$sink_port")
+        otlp_args=(--otlp-endpoint "http://127.0.0.1:$sink_port" --trace-sample-ratio "$ratio")
     fi
     local program
     for program in etcd nats-server; do
@@ -484,7 +485,9 @@ declare -A CPU_PER_CALL
 
 [ "${ALLINONE:-1}" = 1 ] && allinone_side
 [ "${CLUSTER:-1}" = 1 ] && cluster_side
-[ "${CLUSTER:-1}" = 1 ] && [ "${OTLP:-1}" = 1 ] && cluster_side otlp
+if [ "${CLUSTER:-1}" = 1 ] && [ "${OTLP:-1}" = 1 ]; then
+    for ratio in ${OTLP_RATIOS:-1 0.1}; do cluster_side otlp "$ratio"; done
+fi
 
 # --- summary ----------------------------------------------------------------------------------
 RATIOS=""
@@ -505,11 +508,14 @@ scenario   INVITE → 407 → ACK → INVITE (MD5) → 180 → 200 → ACK → B
            a step passes with < 0.1 % failed calls and ≥ 90 % of its rate achieved
 $STEPS_LOG
 $SUMMARY$RATIOS$(
-    if [ -n "${CPU_PER_CALL[cluster]:-}" ] && [ -n "${CPU_PER_CALL[cluster-otlp]:-}" ]; then
-        printf '%-42s %s\n' "tracing export overhead (CPU per call)" \
-            "$(python3 -c "print(f'{(${CPU_PER_CALL[cluster-otlp]} / max(${CPU_PER_CALL[cluster]}, 1) - 1) * 100:+.1f} %')")"
-        printf '%-42s %s\n' "tracing export overhead (max calls/s)" \
-            "$(python3 -c "print(f'{(${RATE_OF[cluster-otlp]:-0} / max(${RATE_OF[cluster]:-0}, 1) - 1) * 100:+.1f} %')")"
-    fi
+    for ratio in ${OTLP_RATIOS:-1 0.1}; do
+        key="cluster-otlp-$ratio"
+        if [ -n "${CPU_PER_CALL[cluster]:-}" ] && [ -n "${CPU_PER_CALL[$key]:-}" ]; then
+            printf '%-42s %s\n' "tracing export overhead, $ratio of calls (CPU per call)" \
+                "$(python3 -c "print(f'{(${CPU_PER_CALL[$key]} / max(${CPU_PER_CALL[cluster]}, 1) - 1) * 100:+.1f} %')")"
+            printf '%-42s %s\n' "tracing export overhead, $ratio of calls (max calls/s)" \
+                "$(python3 -c "print(f'{(${RATE_OF[$key]:-0} / max(${RATE_OF[cluster]:-0}, 1) - 1) * 100:+.1f} %')")"
+        fi
+    done
 )
 EOF

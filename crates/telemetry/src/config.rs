@@ -2,6 +2,15 @@
 
 use std::net::SocketAddr;
 
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    let ratio: f64 = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if (0.0..=1.0).contains(&ratio) {
+        Ok(ratio)
+    } else {
+        Err(format!("{ratio} is not between 0 and 1"))
+    }
+}
+
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -26,6 +35,11 @@ pub struct TelemetryArgs {
     /// `<url>/v1/traces`. Without it no spans leave the process.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Share of calls traced (0–1): the edge, where a call's trace starts, keeps this ratio of
+    /// traces (by trace id); the services downstream follow the edge's decision.
+    #[arg(long, env = "CALANQUE_TRACE_SAMPLE_RATIO", default_value_t = 1.0,
+          value_parser = parse_ratio)]
+    pub trace_sample_ratio: f64,
     /// Address of `/metrics`, `/healthz` and `/readyz` (none when absent).
     #[arg(long, env = "CALANQUE_TELEMETRY_LISTEN")]
     pub telemetry_listen: Option<SocketAddr>,

@@ -3,7 +3,7 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -65,7 +65,7 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
         }
     };
     let provider = match &args.otlp_endpoint {
-        Some(endpoint) => Some(tracer_provider(service, endpoint)?),
+        Some(endpoint) => Some(tracer_provider(service, endpoint, args.trace_sample_ratio)?),
         None => None,
     };
     let otel = provider.as_ref().map(|provider| {
@@ -105,6 +105,7 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
 fn tracer_provider(
     service: &'static str,
     endpoint: &str,
+    sample_ratio: f64,
 ) -> Result<SdkTracerProvider, TelemetryError> {
     let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -118,7 +119,11 @@ fn tracer_provider(
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service)
         .build();
+    // Parent-based: a span with a remote parent (a message from another service) follows the
+    // parent's decision, so a call is traced whole or not at all.
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(sample_ratio)));
     Ok(SdkTracerProvider::builder()
+        .with_sampler(sampler)
         .with_batch_exporter(exporter)
         .with_resource(resource)
         .build())

@@ -9,13 +9,13 @@ use crate::registry::Metrics;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodTransport {
-    method: String,
+    method: &'static str,
     transport: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodClass {
-    method: String,
+    method: &'static str,
     class: &'static str,
 }
 
@@ -75,12 +75,13 @@ const KNOWN_METHODS: [&str; 14] = [
     "UPDATE",
 ];
 
-fn method_label(method: &str) -> String {
-    if KNOWN_METHODS.contains(&method) {
-        method.to_owned()
-    } else {
-        "other".to_owned()
-    }
+/// The label of `method`: a static string (no allocation on the request path).
+fn method_label(method: &str) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|known| **known == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 fn class_label(status: u16) -> &'static str {

@@ -87,6 +87,8 @@ pub(crate) struct Engine {
     /// 180/183): a 487 after a CANCEL must carry the same one (RFC 3261 §8.2.6.2, §9.2), or
     /// the caller sees a final answer from a dialog it never heard of.
     early_tags: HashMap<TransactionKey, String>,
+    /// When the transaction and binding gauges are next refreshed.
+    gauges_due: Option<Instant>,
     /// Requests handed to call-control, by handle (kept to answer them if call-control
     /// cannot: 503, or 487 after a CANCEL).
     core_pending: HashMap<u64, (TransactionKey, Request)>,
@@ -148,6 +150,7 @@ impl Engine {
             metrics: parts.metrics,
             unanswered: HashSet::new(),
             early_tags: HashMap::new(),
+            gauges_due: None,
             core_pending: HashMap::new(),
             core_handles: HashMap::new(),
             outgoing: HashMap::new(),
@@ -164,8 +167,14 @@ impl Engine {
         loop {
             let mut wake = self.flush();
             if self.metrics.is_enabled() {
-                self.update_gauges();
-                wake = wake.min(clock::monotonic() + GAUGE_INTERVAL);
+                // At most once per interval: the engine wakes per datagram under load, and
+                // the gauges need seconds, not microseconds.
+                let now = clock::monotonic();
+                if self.gauges_due.is_none_or(|due| now >= due) {
+                    self.update_gauges();
+                    self.gauges_due = Some(now + GAUGE_INTERVAL);
+                }
+                wake = wake.min(self.gauges_due.unwrap_or(now));
             }
             if self.drained() {
                 tracing::info!(edge = %self.config.edge_id, "drained; stopping");
