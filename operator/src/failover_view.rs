@@ -1,6 +1,7 @@
 //! What the reconciler knows of failover: the [`FailoverSnapshot`] the failover controller
-//! (`operator/failover`, built separately) hands over, and where the reconciler reads it from
-//! ([`FailoverView`]; [`SnapshotBoard`] is the in-process implementation).
+//! (`operator/failover`) hands over, and where the reconciler reads it from ([`FailoverView`]:
+//! [`SnapshotBoard`] in process, [`crate::failover_feed::StateFeed`] from the controller's
+//! stored state).
 //!
 //! The reconciler never decides a failover: it reflects the snapshot into the status (active
 //! datacenter, health, history, error budget) and into the objects that follow it (which edge
@@ -305,12 +306,19 @@ impl SnapshotBoard {
 
     /// One item after each publication (publications in a burst may yield one item).
     pub fn changes(&self) -> impl Stream<Item = ()> + Send + 'static {
-        let receiver = self.changes.subscribe();
-        futures::stream::unfold(receiver, |mut receiver| async move {
-            receiver.changed().await.ok()?;
-            Some(((), receiver))
-        })
+        change_stream(&self.changes)
     }
+}
+
+/// One item after each change `sender` signals (changes in a burst may yield one item).
+pub(crate) fn change_stream(
+    sender: &watch::Sender<u64>,
+) -> impl Stream<Item = ()> + Send + 'static {
+    let receiver = sender.subscribe();
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.changed().await.ok()?;
+        Some(((), receiver))
+    })
 }
 
 impl FailoverView for SnapshotBoard {
