@@ -27,6 +27,11 @@ pub struct RunArgs {
     /// the ClusterRole must then allow it).
     #[arg(long, env = "CALANQUE_OPERATOR_NAMESPACE")]
     pub namespace: Option<String>,
+    /// etcd endpoints of the failover controller's store, comma-separated. With them the
+    /// status and the SIP addresses follow the failover state, and `calanque.io/failback` is
+    /// handed over; without them each cluster's recorded failover state is carried over.
+    #[arg(long, env = "CALANQUE_ETCD")]
+    pub etcd: Option<String>,
     /// Seconds between reconciles of a stable cluster (watches trigger the others).
     #[arg(long, env = "CALANQUE_OPERATOR_REQUEUE_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub requeue_seconds: u64,
@@ -70,6 +75,7 @@ mod tests {
         assert_eq!(run.requeue_seconds, 300);
         assert_eq!(run.busy_requeue_seconds, 15);
         assert_eq!(run.concurrency, 4);
+        assert_eq!(run.etcd, None, "no failover store unless given");
 
         let Command::Run(run) = Cli::try_parse_from([
             "calanque-operator",
@@ -82,6 +88,8 @@ mod tests {
             "5",
             "--concurrency",
             "1",
+            "--etcd",
+            "http://etcd-a:2379,http://etcd-b:2379",
             "--telemetry-listen",
             "0.0.0.0:9090",
             "--log-format",
@@ -96,6 +104,10 @@ mod tests {
         assert_eq!(run.requeue_seconds, 60);
         assert_eq!(run.busy_requeue_seconds, 5);
         assert_eq!(run.concurrency, 1);
+        assert_eq!(
+            run.etcd.as_deref(),
+            Some("http://etcd-a:2379,http://etcd-b:2379")
+        );
         assert_eq!(
             run.telemetry.telemetry_listen,
             Some("0.0.0.0:9090".parse().unwrap())

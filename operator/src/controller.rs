@@ -8,13 +8,19 @@
 //! write canonical values; applying everything each time repairs drift (an edited or deleted
 //! object) with no cache of what was applied to lose on restart (ADR 0017). The apply
 //! responses carry the Deployments' status, which is what the conditions are computed from.
+//!
+//! A `calanque.io/failback: <dc>` annotation is handed to the failover controller: the
+//! reconciler writes its failback request key in the store, then removes the annotation
+//! (merge patch, on the resource version it read). The failover leader validates the request
+//! and deletes the key when it acts on it or dismisses it.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt as _;
+use bytes::Bytes;
+use futures::{Stream, StreamExt as _};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -27,13 +33,14 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use store::{Store, StoreError};
 
 use crate::desired::{
     Component, DesiredError, DesiredObject, FIELD_MANAGER, LABEL_COMPONENT, LABEL_DATACENTER,
     LABEL_MANAGED_BY, Placement, desired_objects, edge_sip_service_name,
 };
-use crate::failover_view::{FailoverSnapshot, FailoverView, SnapshotBoard};
-use crate::resource::{PbxCluster, serving_datacenters, validate};
+use crate::failover_view::{FailoverSnapshot, FailoverView};
+use crate::resource::{FAILBACK_ANNOTATION, PbxCluster, serving_datacenters, validate};
 use crate::status::{WorkloadObservation, build_status, invalid_status, needs_write};
 
 /// The finalizer the operator puts on every `PbxCluster`.
@@ -48,6 +55,9 @@ pub struct Context {
     pub client: Client,
     /// Where the failover controller's snapshots are read.
     pub failover: Arc<dyn FailoverView>,
+    /// The failover controller's store, where failback requests are written; without it a
+    /// `calanque.io/failback` annotation stays until there is one.
+    pub store: Option<Arc<dyn Store>>,
     /// The operator's gauges (datacenter health, failover in progress), if registered.
     pub metrics: Option<telemetry::OperatorMetrics>,
     /// The wall clock.
@@ -64,6 +74,7 @@ impl Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("failover", &self.failover)
+            .field("store", &self.store)
             .field("stable_requeue", &self.stable_requeue)
             .field("busy_requeue", &self.busy_requeue)
             .finish_non_exhaustive()
@@ -77,6 +88,7 @@ impl Context {
         Context {
             client,
             failover,
+            store: None,
             metrics: None,
             clock: Arc::new(Timestamp::now),
             stable_requeue: Duration::from_secs(300),
@@ -88,6 +100,12 @@ impl Context {
     /// With the operator's gauges.
     pub fn with_metrics(mut self, metrics: telemetry::OperatorMetrics) -> Context {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// With the failover controller's store (failback requests are written there).
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Context {
+        self.store = Some(store);
         self
     }
 
@@ -141,6 +159,18 @@ pub enum Error {
     /// Writing the status failed.
     #[error("writing the status: {0}")]
     Status(#[source] kube::Error),
+    /// Writing the failback request for the failover controller failed.
+    #[error("writing the failback request to {datacenter}: {source}")]
+    Failback {
+        /// The datacenter asked for.
+        datacenter: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// Removing the `calanque.io/failback` annotation failed (the request is written).
+    #[error("removing the calanque.io/failback annotation: {0}")]
+    Annotation(#[source] kube::Error),
     /// Adding or removing the finalizer failed (or the work it wraps).
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -154,6 +184,8 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::Delete { .. } => "delete",
             Error::Status(_) => "status",
+            Error::Failback { .. } => "failback",
+            Error::Annotation(_) => "annotation",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
@@ -221,10 +253,29 @@ async fn apply(cluster: &PbxCluster, ctx: &Context) -> Result<Action, Error> {
         write_status(cluster, ctx, &status).await?;
         return Ok(Action::await_change());
     }
-    let snapshot = ctx
-        .failover
-        .snapshot(&namespace, &name)
-        .unwrap_or_else(|| FailoverSnapshot::carried_over(&cluster.spec, cluster.status.as_ref()));
+    if let Some(requested) = cluster.annotations().get(FAILBACK_ANNOTATION) {
+        request_failback(cluster, requested, ctx).await?;
+    }
+    let snapshot = match ctx.failover.snapshot(&namespace, &name) {
+        Some(snapshot)
+            if serving_datacenters(&cluster.spec)
+                .any(|dc| dc.name == snapshot.active_datacenter) =>
+        {
+            snapshot
+        }
+        other => {
+            if let Some(foreign) = other {
+                tracing::warn!(
+                    cluster = %name,
+                    %namespace,
+                    active = %foreign.active_datacenter,
+                    "the failover state names an active datacenter this cluster does not \
+                     serve from: ignored (another installation's failover controller?)"
+                );
+            }
+            FailoverSnapshot::carried_over(&cluster.spec, cluster.status.as_ref())
+        }
+    };
     let placement = Placement::new(&cluster.spec, &snapshot);
     let mut workloads = Vec::new();
     for object in desired_objects(cluster, &placement)? {
@@ -275,6 +326,68 @@ async fn apply(cluster: &PbxCluster, ctx: &Context) -> Result<Action, Error> {
     } else {
         ctx.stable_requeue
     }))
+}
+
+/// Hands a `calanque.io/failback` annotation to the failover controller: writes its failback
+/// request key (a plain put; the leader validates the datacenter and deletes the key when it
+/// acts on it), then removes the annotation with a merge patch that carries the resource
+/// version read, so that an annotation changed meanwhile is not removed unseen (the patch is
+/// refused, and the next reconcile hands the new one over). An empty annotation is removed
+/// without a request. Without a store nothing is written and the annotation stays.
+async fn request_failback(
+    cluster: &PbxCluster,
+    requested: &str,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let Some(store) = &ctx.store else {
+        tracing::warn!(
+            cluster = %name,
+            %namespace,
+            requested,
+            "calanque.io/failback is set but the operator has no failover store (--etcd): \
+             the annotation stays"
+        );
+        return Ok(());
+    };
+    let datacenter = requested.trim();
+    if !datacenter.is_empty() {
+        store
+            .put(
+                failover::state::FAILBACK_KEY,
+                Bytes::from(datacenter.to_owned()),
+                None,
+            )
+            .await
+            .map_err(|source| Error::Failback {
+                datacenter: datacenter.to_owned(),
+                source,
+            })?;
+        tracing::info!(
+            cluster = %name,
+            %namespace,
+            datacenter,
+            "failback requested from the failover controller"
+        );
+    }
+    let mut metadata = serde_json::json!({ "annotations": { FAILBACK_ANNOTATION: null } });
+    if let Some(version) = cluster.resource_version() {
+        metadata["resourceVersion"] = serde_json::Value::String(version);
+    }
+    let api: Api<PbxCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(
+        &name,
+        &params,
+        &Patch::Merge(serde_json::json!({ "metadata": metadata })),
+    )
+    .await
+    .map_err(Error::Annotation)?;
+    Ok(())
 }
 
 /// What the apply response says of a Deployment's readiness.
@@ -360,13 +473,14 @@ async fn cleanup(cluster: &PbxCluster, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Runs the controller until `shutdown` completes: watches `PbxCluster`s (in `namespace`, or
-/// everywhere), the objects it owns (by the `managed-by` label), and the snapshot board's
-/// changes.
+/// everywhere) and the objects it owns (by the `managed-by` label), and reconciles every
+/// cluster on each item of `failover_changes` (a new failover state: `StateFeed::changes`, or
+/// `SnapshotBoard::changes`).
 pub async fn run(
     client: Client,
     namespace: Option<&str>,
     ctx: Arc<Context>,
-    board: &SnapshotBoard,
+    failover_changes: impl Stream<Item = ()> + Send + 'static,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -391,7 +505,7 @@ pub async fn run(
         owned.clone(),
     )
     .owns(api::<ConfigMap>(&client, namespace), owned)
-    .reconcile_all_on(board.changes())
+    .reconcile_all_on(failover_changes)
     .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)

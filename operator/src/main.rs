@@ -1,5 +1,6 @@
 //! `calanque-operator`: `crd` prints the PbxCluster CRD; `run` runs the controller (flags →
-//! telemetry → Kubernetes client → CRD check → controller until SIGTERM/SIGINT).
+//! telemetry → Kubernetes client → CRD check → the failover state followed in etcd, when
+//! given → controller until SIGTERM/SIGINT).
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -7,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use kube::api::{Api, ListParams};
-use operator::PbxCluster;
-use operator::SnapshotBoard;
 use operator::cli::{Cli, Command, RunArgs};
 use operator::controller::{self, Context};
+use operator::{FailoverView, PbxCluster, SnapshotBoard, StateFeed};
+use store::etcd::{EtcdConfig, EtcdStore};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -30,10 +33,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let telemetry =
-        telemetry::ServiceTelemetry::start("operator", &args.telemetry, &["kubernetes"])
-            .await
-            .context("starting telemetry")?;
+    let conditions: &[&'static str] = if args.etcd.is_none() {
+        &["kubernetes"]
+    } else {
+        &["kubernetes", "store"]
+    };
+    let telemetry = telemetry::ServiceTelemetry::start("operator", &args.telemetry, conditions)
+        .await
+        .context("starting telemetry")?;
     let metrics = telemetry::OperatorMetrics::register(&telemetry.metrics);
     let client = kube::Client::try_default()
         .await
@@ -47,22 +54,51 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("listing PbxClusters: is the CRD installed (calanque-operator crd | kubectl apply -f -)?")?;
     telemetry.readiness.set("kubernetes", true);
-    // The failover controller publishes here once it is wired in; until then each cluster's
-    // recorded failover state is carried over.
-    let board = SnapshotBoard::new();
-    let mut context = Context::new(client.clone(), Arc::new(board.clone())).with_metrics(metrics);
+    // With the failover controller's store: its state, followed, is every cluster's snapshot
+    // (a new state reconciles them all) and failback requests are written there. Without it,
+    // an empty board: each cluster's recorded failover state is carried over.
+    let mut follower = None;
+    let (view, changes, store): (Arc<dyn FailoverView>, BoxStream<'static, ()>, _) =
+        match &args.etcd {
+            None => {
+                let board = SnapshotBoard::new();
+                (Arc::new(board.clone()), board.changes().boxed(), None)
+            }
+            Some(endpoints) => {
+                let endpoints = endpoints
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty());
+                let store = EtcdStore::connect(&EtcdConfig::new(endpoints))
+                    .await
+                    .context("connecting to etcd")?;
+                let store = telemetry.store(Arc::new(store));
+                let feed = StateFeed::new();
+                // Subscribed before the first state can arrive, so that it reconciles too.
+                let changes = feed.changes().boxed();
+                follower = Some(tokio::spawn(feed.clone().follow(store.clone())));
+                (Arc::new(feed), changes, Some(store))
+            }
+        };
+    let mut context = Context::new(client.clone(), view).with_metrics(metrics);
+    if let Some(store) = store {
+        context = context.with_store(store);
+    }
     context.stable_requeue = Duration::from_secs(args.requeue_seconds);
     context.busy_requeue = Duration::from_secs(args.busy_requeue_seconds);
-    tracing::info!(namespace = ?args.namespace, "calanque operator running");
+    tracing::info!(namespace = ?args.namespace, etcd = ?args.etcd, "calanque operator running");
     controller::run(
         client,
         args.namespace.as_deref(),
         Arc::new(context),
-        &board,
+        changes,
         args.concurrency,
         shutdown_signal()?,
     )
     .await;
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     tracing::info!("calanque operator stopped");
     Ok(())
 }

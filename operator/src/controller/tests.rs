@@ -1,20 +1,23 @@
 //! The reconciler against a mocked API server (`tower_test::mock::pair`, as kube's
 //! `mock_tests.rs` and controller-rs' fixtures do). The mock answers like an API server would
 //! and records every request; each test then checks the whole sequence (method, path, query,
-//! content type, body), so a request the test does not expect fails it.
+//! content type, body), so a request the test does not expect fails it. Failback requests go
+//! to an embedded store, whose failback key the mock reads as each request arrives.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use failover::state::FAILBACK_KEY;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::failover_view::SnapshotBoard;
 use crate::fixtures::{cluster, dc_a_lost_snapshot, healthy_snapshot, t};
-use crate::resource::PbxClusterStatus;
+use crate::resource::{FAILBACK_ANNOTATION, PbxClusterStatus};
 
 const CLUSTER_PATH: &str = "/apis/calanque.io/v1alpha1/namespaces/calanque/pbxclusters/city";
 
@@ -26,6 +29,8 @@ struct Recorded {
     query: BTreeMap<String, String>,
     content_type: String,
     body: Value,
+    /// The failover store's failback request when the request arrived (with a store).
+    failback_key: Option<String>,
 }
 
 impl Recorded {
@@ -54,6 +59,10 @@ struct Behaviour {
     failing: Vec<String>,
     /// Services whose DELETE answers 404.
     missing: Vec<String>,
+    /// The PbxCluster changed since it was read: a patch with its old resourceVersion gets 409.
+    changed_meanwhile: bool,
+    /// The failover store, read as each request arrives.
+    store: Option<Arc<dyn Store>>,
 }
 
 /// A reconcile's requests, answered by the mock; runs until the client is dropped.
@@ -87,12 +96,21 @@ async fn serve(
             .get(http::header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
+        let failback_key = match &behaviour.store {
+            Some(store) => store
+                .get(FAILBACK_KEY)
+                .await
+                .expect("the store answers")
+                .map(|kv| String::from_utf8(kv.value.to_vec()).expect("UTF-8")),
+            None => None,
+        };
         let request = Recorded {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
             query,
             content_type,
             body,
+            failback_key,
         };
         let (status, answer) = answer(&request, &cluster, &behaviour);
         recorded.push(request);
@@ -116,6 +134,23 @@ fn answer(request: &Recorded, cluster: &PbxCluster, behaviour: &Behaviour) -> (S
         let mut answer = serde_json::to_value(cluster).unwrap();
         if request.path.ends_with("/status") {
             answer["status"] = request.body["status"].clone();
+        } else if request.content_type == "application/merge-patch+json" {
+            // A metadata merge patch (the failback annotation's removal), on a resourceVersion.
+            let version = &request.body["metadata"]["resourceVersion"];
+            if behaviour.changed_meanwhile && !version.is_null() {
+                let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "Conflict", "code": 409, "message": "the object has been modified"});
+                return (StatusCode::CONFLICT, conflict);
+            }
+            let patch = request.body["metadata"]["annotations"].as_object().unwrap();
+            let annotations = answer["metadata"]["annotations"].as_object_mut().unwrap();
+            for (key, value) in patch {
+                if value.is_null() {
+                    annotations.remove(key);
+                } else {
+                    annotations.insert(key.clone(), value.clone());
+                }
+            }
         } else if request.content_type == "application/json-patch+json" {
             // The finalizer helper's test+add or test+remove.
             let ops = request.body.as_array().unwrap();
@@ -158,9 +193,11 @@ fn answer(request: &Recorded, cluster: &PbxCluster, behaviour: &Behaviour) -> (S
     }
 }
 
-/// A context on a mocked client, `now` fixed, reading snapshots from `board`, with metrics.
+/// A context on a mocked client, `now` fixed, reading snapshots from `board`, with metrics
+/// (and the failover store, when given).
 fn context(
     board: &SnapshotBoard,
+    store: Option<Arc<dyn Store>>,
 ) -> (
     Context,
     tower_test::mock::Handle<Request<Body>, Response<Body>>,
@@ -169,9 +206,12 @@ fn context(
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let registry = telemetry::Metrics::new("operator");
-    let ctx = Context::new(client, Arc::new(board.clone()))
+    let mut ctx = Context::new(client, Arc::new(board.clone()))
         .with_clock(Arc::new(|| t("2026-11-29T11:00:07Z")))
         .with_metrics(telemetry::OperatorMetrics::register(&registry));
+    if let Some(store) = store {
+        ctx = ctx.with_store(store);
+    }
     (ctx, handle, registry)
 }
 
@@ -181,7 +221,7 @@ async fn reconcile_once(
     board: &SnapshotBoard,
     behaviour: Behaviour,
 ) -> (Result<Action, Error>, Vec<Recorded>, telemetry::Metrics) {
-    let (ctx, handle, registry) = context(board);
+    let (ctx, handle, registry) = context(board, behaviour.store.clone());
     let server = tokio::spawn(serve(handle, cluster.clone(), behaviour));
     let ctx = Arc::new(ctx);
     let result = tokio::time::timeout(
@@ -653,7 +693,7 @@ async fn a_failed_apply_fails_the_reconcile_and_backs_off() {
     assert_eq!(requests.len(), 9);
     assert_eq!(requests[8].object().1, "city-dc-a-media");
 
-    let (ctx, _handle, _) = context(&SnapshotBoard::new());
+    let (ctx, _handle, _) = context(&SnapshotBoard::new(), None);
     let ctx = Arc::new(ctx);
     let delays: Vec<Action> = (0..3)
         .map(|_| error_policy(Arc::clone(&cluster), &error, Arc::clone(&ctx)))
@@ -685,4 +725,203 @@ fn backoff_doubles_up_to_five_minutes() {
             "{failures}"
         );
     }
+}
+
+/// An embedded store in a temporary directory (kept alive by the returned guard).
+async fn failover_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = store::embedded::EmbeddedStore::open(dir.path().join("store.redb"))
+        .await
+        .expect("the embedded store opens");
+    (dir, Arc::new(store))
+}
+
+fn asking_failback(to: &str) -> PbxCluster {
+    let mut cluster = finalized(cluster());
+    cluster.metadata.annotations = Some(BTreeMap::from([
+        (FAILBACK_ANNOTATION.to_owned(), to.to_owned()),
+        ("example.com/keep".to_owned(), "yes".to_owned()),
+    ]));
+    cluster
+}
+
+/// The annotation's removal: a merge patch of the PbxCluster's metadata by the operator, on
+/// the resourceVersion it read.
+fn assert_annotation_removal(request: &Recorded) {
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("PATCH", CLUSTER_PATH)
+    );
+    assert_eq!(request.content_type, "application/merge-patch+json");
+    assert_eq!(
+        request.query.get("fieldManager").map(String::as_str),
+        Some("calanque-operator")
+    );
+    assert_eq!(
+        request.body,
+        json!({"metadata": {
+            "annotations": {"calanque.io/failback": null},
+            "resourceVersion": "100",
+        }})
+    );
+}
+
+#[tokio::test]
+async fn a_failback_annotation_is_written_for_the_failover_controller_then_removed() {
+    let (_dir, store) = failover_store().await;
+    let behaviour = Behaviour {
+        store: Some(store.clone()),
+        ..Behaviour::default()
+    };
+    let (result, requests, _) = reconcile_once(
+        &asking_failback(" dc-a\n"),
+        &SnapshotBoard::new(),
+        behaviour,
+    )
+    .await;
+    assert_eq!(
+        result.expect("reconciled"),
+        Action::requeue(Duration::from_secs(300))
+    );
+    let stored = store.get(FAILBACK_KEY).await.unwrap().expect("a request");
+    assert_eq!(stored.value.as_ref(), b"dc-a", "the datacenter, trimmed");
+    // First the request is written, then the annotation removed (and only it), then the
+    // usual reconcile.
+    assert_annotation_removal(&requests[0]);
+    assert_eq!(requests[0].failback_key.as_deref(), Some("dc-a"));
+    assert_applies(&requests[1..28]);
+    assert_eq!(requests.len(), 29, "{:#?}", &requests[28..]);
+    status_of(&requests[28]);
+}
+
+#[tokio::test]
+async fn an_empty_failback_annotation_is_removed_without_a_request() {
+    let (_dir, store) = failover_store().await;
+    let behaviour = Behaviour {
+        store: Some(store.clone()),
+        ..Behaviour::default()
+    };
+    let (result, requests, _) =
+        reconcile_once(&asking_failback("  "), &SnapshotBoard::new(), behaviour).await;
+    result.expect("reconciled");
+    assert_annotation_removal(&requests[0]);
+    assert_eq!(store.get(FAILBACK_KEY).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn without_a_failover_store_the_failback_annotation_stays() {
+    let (result, requests, _) = reconcile_once(
+        &asking_failback("dc-a"),
+        &SnapshotBoard::new(),
+        Behaviour::default(),
+    )
+    .await;
+    result.expect("reconciled");
+    assert_applies(&requests[..27]);
+    assert_eq!(requests.len(), 28, "the applies and the status only");
+    status_of(&requests[27]);
+}
+
+#[tokio::test]
+async fn a_failback_annotation_changed_meanwhile_is_not_removed() {
+    let (_dir, store) = failover_store().await;
+    let behaviour = Behaviour {
+        store: Some(store.clone()),
+        changed_meanwhile: true,
+        ..Behaviour::default()
+    };
+    let (result, requests, _) =
+        reconcile_once(&asking_failback("dc-a"), &SnapshotBoard::new(), behaviour).await;
+    let error = result.expect_err("the removal was refused");
+    assert_eq!(error.kind(), "annotation");
+    // The request went out; the refused removal stopped the reconcile (retried with backoff,
+    // on the cluster as it is now).
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    assert_annotation_removal(&requests[0]);
+    assert!(store.get(FAILBACK_KEY).await.unwrap().is_some());
+}
+
+/// A store that cannot be reached.
+#[derive(Debug)]
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl Store for Unreachable {
+    async fn get(&self, _: &str) -> Result<Option<store::KeyValue>, StoreError> {
+        Err(StoreError::Unavailable("unreachable".into()))
+    }
+    async fn list_prefix(
+        &self,
+        _: &str,
+    ) -> Result<(Vec<store::KeyValue>, store::Revision), StoreError> {
+        Err(StoreError::Unavailable("unreachable".into()))
+    }
+    async fn put(
+        &self,
+        _: &str,
+        _: Bytes,
+        _: Option<store::LeaseId>,
+    ) -> Result<store::Revision, StoreError> {
+        Err(StoreError::Unavailable("unreachable".into()))
+    }
+    async fn delete(&self, _: &str) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("unreachable".into()))
+    }
+    async fn txn(
+        &self,
+        _: Vec<store::Compare>,
+        _: Vec<store::Op>,
+    ) -> Result<store::TxnOutcome, StoreError> {
+        Err(StoreError::Unavailable("unreachable".into()))
+    }
+    async fn grant_lease(&self, _: Duration) -> Result<store::LeaseId, StoreError> {
+        Err(StoreError::Unavailable("unreachable".into()))
+    }
+    async fn keep_alive(&self, _: store::LeaseId) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("unreachable".into()))
+    }
+    async fn revoke_lease(&self, _: store::LeaseId) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("unreachable".into()))
+    }
+    async fn watch(&self, _: &str, _: store::Revision) -> Result<store::Watch, StoreError> {
+        Err(StoreError::Unavailable("unreachable".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_failback_request_that_cannot_be_written_keeps_the_annotation() {
+    let (ctx, handle, _) = context(&SnapshotBoard::new(), Some(Arc::new(Unreachable)));
+    let cluster = asking_failback("dc-a");
+    let server = tokio::spawn(serve(handle, cluster.clone(), Behaviour::default()));
+    let ctx = Arc::new(ctx);
+    let result = reconcile(Arc::new(cluster), Arc::clone(&ctx)).await;
+    drop(ctx);
+    let requests = server.await.expect("the mock did not panic");
+    let error = result.expect_err("the store is unreachable");
+    assert_eq!(error.kind(), "failback");
+    assert!(
+        error.to_string().contains("failback request to dc-a"),
+        "{error}"
+    );
+    assert!(requests.is_empty(), "nothing sent: {requests:#?}");
+}
+
+#[tokio::test]
+async fn a_snapshot_naming_a_datacenter_the_cluster_does_not_serve_from_is_ignored() {
+    let board = SnapshotBoard::new();
+    let mut foreign = dc_a_lost_snapshot();
+    foreign.active_datacenter = "paris-1".into();
+    board.publish("calanque", "city", foreign);
+    let (_, requests, _) =
+        reconcile_once(&finalized(cluster()), &board, Behaviour::default()).await;
+    let (_, without, _) = reconcile_once(
+        &finalized(cluster()),
+        &SnapshotBoard::new(),
+        Behaviour::default(),
+    )
+    .await;
+    assert_eq!(changed(&without, &requests), Vec::<String>::new());
+    let status = status_of(requests.last().unwrap());
+    assert_eq!(status.active_datacenter.as_deref(), Some("dc-a"));
+    assert!(status.failovers.is_empty() && status.outages.is_empty());
 }
