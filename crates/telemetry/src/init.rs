@@ -69,8 +69,14 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
         None => None,
     };
     let otel = provider.as_ref().map(|provider| {
+        // Per-span bookkeeping is the cost of tracing a call: no busy/idle timing (a clock
+        // read at every enter and exit), no thread, source-location or target attributes.
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(service))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_target(false)
             .with_filter(trace_filter)
     });
     let (json, pretty) = match args.log_format {
