@@ -141,6 +141,46 @@ def example_values() -> Obj:
     return load_yaml(EXAMPLE_VALUES)
 
 
+def effective_values(values: Obj) -> Obj:
+    """The chart's defaults (values.yaml) with `values` over them, as Helm coalesces them for
+    these value sets (maps merged, lists replaced)."""
+    return deep_merge(load_yaml(CHART / "values.yaml"), values)
+
+
+ETCD_TLS_DIR = "/etc/calanque/tls/etcd"
+
+
+def expected_etcd(values: Obj) -> tuple[list[str], str]:
+    """The failover store the chart should give: etcd.endpoints and etcd.tlsSecret, else the
+    etcd of the PbxCluster the chart creates, else none."""
+    v = effective_values(values)
+    etcd = v.get("etcd") or {}
+    if etcd.get("endpoints"):
+        return list(etcd["endpoints"]), etcd.get("tlsSecret") or ""
+    if (v.get("pbxCluster") or {}).get("create"):
+        spec_etcd = v["pbxCluster"]["spec"].get("etcd") or {}
+        return list(spec_etcd.get("endpoints") or []), spec_etcd.get("tlsSecret") or ""
+    return [], ""
+
+
+def etcd_tls_errors(where: str, pod: Obj, container: Obj, secret: str) -> Errors:
+    """The etcd client TLS Secret mounted read-only at ETCD_TLS_DIR when there is one, and
+    no such volume when there is none."""
+    errors = []
+    volumes = {
+        v.get("name"): (v.get("secret") or {}).get("secretName")
+        for v in pod.get("volumes") or []
+        if "secret" in v
+    }
+    mounts = [m for m in container.get("volumeMounts") or [] if m.get("mountPath") == ETCD_TLS_DIR]
+    if secret:
+        if len(mounts) != 1 or volumes.get(mounts[0].get("name")) != secret or mounts[0].get("readOnly") is not True:
+            errors.append(f"{where}: the etcd TLS Secret {secret!r} is not mounted read-only at {ETCD_TLS_DIR}")
+    elif mounts or volumes:
+        errors.append(f"{where}: mounts Secrets {sorted(volumes.values())} with no etcd tlsSecret given")
+    return errors
+
+
 # The value sets the chart is rendered and checked with.
 VALUE_SETS: dict[str, Callable[[], Obj]] = {
     # Nothing set: the operator alone, namespaced.
@@ -148,10 +188,18 @@ VALUE_SETS: dict[str, Callable[[], Obj]] = {
     # examples/values-two-datacenters.yaml: the PbxCluster, an operator per datacenter, every
     # monitoring switch on.
     "example": example_values,
-    # The same, cluster-wide RBAC, no PbxCluster, TLS Secrets listed by hand.
+    # The same, cluster-wide RBAC, no PbxCluster, TLS Secrets listed by hand, the failover
+    # store given by hand (etcd.endpoints, etcd.tlsSecret).
     "cluster-wide": lambda: deep_merge(
         example_values(),
-        {"rbac": {"clusterWide": True, "tlsSecretNames": ["sip-tls"]}, "pbxCluster": {"create": False}},
+        {
+            "rbac": {"clusterWide": True, "tlsSecretNames": ["sip-tls"]},
+            "pbxCluster": {"create": False},
+            "etcd": {
+                "endpoints": ["http://etcd-a.calanque:2379", "http://etcd-b.calanque:2379"],
+                "tlsSecret": "etcd-store-tls",
+            },
+        },
     ),
 }
 
@@ -659,6 +707,14 @@ def operator_errors(rendered: Rendered, values: Obj) -> Errors:
                 f"{where}: CALANQUE_OPERATOR_NAMESPACE is {namespace!r}: the release namespace with a "
                 "Role, absent (every namespace) with rbac.clusterWide"
             )
+        endpoints, tls_secret = expected_etcd(values)
+        etcd = env.get("CALANQUE_ETCD")
+        if etcd != (",".join(endpoints) if endpoints else None):
+            errors.append(
+                f"{where}: CALANQUE_ETCD is {etcd!r}, expected {','.join(endpoints) or 'absent'} "
+                "(etcd.endpoints, else the chart's PbxCluster's)"
+            )
+        errors += etcd_tls_errors(where, pod, operator, tls_secret)
     services = [
         s
         for s in rendered.of_kind("Service")
@@ -1313,6 +1369,16 @@ def self_test() -> Errors:
         ),
     )
     expect(
+        "values: etcd.tlsSecret without etcd.endpoints fails the render",
+        renders({}),
+        renders({"etcd": {"endpoints": [], "tlsSecret": "etcd-client-tls"}}),
+    )
+    expect(
+        "values: an etcd endpoint that is not a URL is rejected by values.schema.json",
+        renders({"etcd": {"endpoints": ["http://etcd-a:2379"], "tlsSecret": ""}}),
+        renders({"etcd": {"endpoints": ["etcd-a:2379"], "tlsSecret": ""}}),
+    )
+    expect(
         "values: PbxCluster with no NATS URL fails",
         renders(example_vals),
         renders(mutated(example_vals, lambda v: v["pbxCluster"]["spec"]["nats"].update(urls=[]))),
@@ -1424,6 +1490,48 @@ def self_test() -> Errors:
             values,
         ),
     )
+    def operator_container(d: Obj) -> Obj:
+        return d["spec"]["template"]["spec"]["containers"][0]
+
+    def operator_deployment(change: Callable[[Obj], None]) -> Callable[[Obj], None]:
+        def run(d: Obj) -> None:
+            if d["metadata"]["labels"].get("app.kubernetes.io/component") == "operator":
+                change(d)
+
+        return run
+
+    expect(
+        "policy: an operator not following the failover store (no CALANQUE_ETCD) is rejected",
+        lambda: policy_errors(example, example_vals),
+        lambda: policy_errors(
+            _with_all(
+                example,
+                "Deployment",
+                operator_deployment(
+                    lambda d: operator_container(d).update(
+                        env=[e for e in operator_container(d)["env"] if e["name"] != "CALANQUE_ETCD"]
+                    )
+                ),
+            ),
+            example_vals,
+        ),
+    )
+    expect(
+        "policy: an operator without the etcd TLS Secret mounted is rejected",
+        lambda: policy_errors(example, example_vals),
+        lambda: policy_errors(
+            _with_all(
+                example,
+                "Deployment",
+                operator_deployment(
+                    lambda d: operator_container(d).update(
+                        volumeMounts=[m for m in operator_container(d)["volumeMounts"] if m["name"] != "etcd-tls"]
+                    )
+                ),
+            ),
+            example_vals,
+        ),
+    )
     expect(
         "policy: a wildcard verb is rejected",
         lambda: policy_errors(default, values),
@@ -1483,6 +1591,16 @@ def _with(rendered: Rendered, kind: str, change: Callable[[Obj], None]) -> Rende
         if obj.get("kind") == kind:
             change(obj)
             break
+    return out
+
+
+def _with_all(rendered: Rendered, kind: str, change: Callable[[Obj], None]) -> Rendered:
+    """A copy of the render with every object of `kind` changed."""
+    out = copy.copy(rendered)
+    out.objects = copy.deepcopy(rendered.objects)
+    for _, obj in out.objects:
+        if obj.get("kind") == kind:
+            change(obj)
     return out
 
 

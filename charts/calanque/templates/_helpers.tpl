@@ -131,3 +131,26 @@ tlsSecret names of the PbxCluster the chart creates, sorted, without duplicates.
 {{- define "calanque.operator.serviceName" -}}
 {{- printf "%s-metrics" (include "calanque.operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/*
+The failover controller's store, as JSON {"endpoints": [...], "tlsSecret": ""}: etcd.endpoints
+and etcd.tlsSecret, else the etcd of the PbxCluster the chart creates, else nothing. The pair
+comes from one place: etcd.tlsSecret without etcd.endpoints fails.
+*/}}
+{{- define "calanque.etcd" -}}
+{{- $endpoints := .Values.etcd.endpoints | default list }}
+{{- $tlsSecret := .Values.etcd.tlsSecret | default "" }}
+{{- if and $tlsSecret (not $endpoints) }}
+{{- fail "etcd.tlsSecret is set without etcd.endpoints: give both (or neither, to use pbxCluster.spec.etcd)" }}
+{{- end }}
+{{- if and (not $endpoints) .Values.pbxCluster.create }}
+{{- $endpoints = .Values.pbxCluster.spec.etcd.endpoints | default list }}
+{{- $tlsSecret = .Values.pbxCluster.spec.etcd.tlsSecret | default "" }}
+{{- end }}
+{{- dict "endpoints" $endpoints "tlsSecret" $tlsSecret | toJson }}
+{{- end }}
+
+{{/* Where the etcd client TLS Secret is mounted (the path the operator gives the services). */}}
+{{- define "calanque.etcd.tlsDir" -}}
+/etc/calanque/tls/etcd
+{{- end }}
