@@ -6,8 +6,10 @@
 #                   the defaults and the example values pass it
 #   2. helm lint    --strict, default and example values, at the chart's lowest Kubernetes
 #                   version and the newest kubernetes-validate knows
-#   3. helm template  default, example (examples/values-two-datacenters.yaml: PbxCluster and
-#                   every monitoring switch on) and cluster-wide values -> target/chart-render/
+#   3. helm template  default, example (examples/values-two-datacenters.yaml: PbxCluster,
+#                   failover controller and every monitoring switch on), cluster-wide (no
+#                   PbxCluster, etcd given by hand), failover-custom (IPv6 SIP address,
+#                   witness, automatic failback…) and failover-off values -> target/chart-render/
 #   4. kubernetes   every rendered object: kubernetes-validate --strict (built-in kinds), our
 #                   minimal schemas for PrometheusRule/ServiceMonitor/PodMonitor
 #                   (scripts/chart/schemas/), names, namespaces, labels; unknown kinds fail
@@ -15,8 +17,10 @@
 #                   generated; the example and the rendered PbxCluster against its
 #                   openAPIV3Schema and its CEL rules (cel-python), or values.schema.json's
 #                   pbxCluster.spec until then; the example is docs/pbxcluster.md's spec
-#   6. policy       securityContext, resources, probes, exact RBAC rules, honorLabels, rules
-#                   and dashboards complete, chart test, NOTES
+#   6. policy       securityContext, resources, probes, exact RBAC rules (and none for the
+#                   failover controller: no binding, no token), the operator's CALANQUE_ETCD,
+#                   the failover controller's arguments per datacenter, honorLabels, rules and
+#                   dashboards complete, chart test, NOTES
 #   7. hadolint     the Dockerfile
 #   8. self-test    every check above rejects a broken input (scripts/chart/check_chart.py)
 #
@@ -116,7 +120,7 @@ if ! $only_self_test; then
   step "helm template" "$PY" "$CHECK" render
   step "rendered objects against Kubernetes and the monitoring schemas" "$PY" "$CHECK" kubernetes
   step "CRD and PbxCluster objects" "$PY" "$CHECK" pbxcluster
-  step "chart policy (security, RBAC, probes, monitoring)" "$PY" "$CHECK" policy
+  step "chart policy (security, RBAC, operator, failover controller, monitoring)" "$PY" "$CHECK" policy
   step "hadolint Dockerfile" "$VENV/bin/hadolint" --failure-threshold style Dockerfile
 fi
 step "check-chart self-test" "$PY" "$CHECK" self-test

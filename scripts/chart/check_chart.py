@@ -22,8 +22,12 @@ Run by scripts/check-chart.sh inside its virtualenv (target/chart-venv), one ste
               values.schema.json's pbxCluster.spec stands in while the CRD is not generated;
               the example's spec is docs/pbxcluster.md's and the example values' pbxCluster.spec
   policy      what the chart promises: pod and container securityContext, resources, the
-              operator's command, probes and port, the exact RBAC rules, honorLabels on the
-              operator's scrape, the PrometheusRule holding both rule files, every dashboard
+              operator's command, probes, port and failover store (CALANQUE_ETCD, the etcd TLS
+              mount), the exact RBAC rules, the failover controller (one Deployment per serving
+              datacenter, pinned and labelled there, its calanque-failover arguments derived
+              here from the values, probes, its own ServiceAccount with no token and no
+              binding, its Service and PDB), honorLabels on the operator's and the failover
+              controller's scrapes, the PrometheusRule holding both rule files, every dashboard
               in the ConfigMap, the chart test, NOTES.txt
   self-test   each check above rejects a broken input (and accepts the unbroken one)
 
@@ -201,6 +205,44 @@ VALUE_SETS: dict[str, Callable[[], Obj]] = {
             },
         },
     ),
+    # The example with the failover controller tuned: an IPv6 SIP address (probed in
+    # brackets), the store given by hand without TLS, a witness, automatic failback, a probe
+    # timeout, two instances per datacenter, extra scheduling and arguments.
+    "failover-custom": lambda: deep_merge(
+        example_values(),
+        {
+            "pbxCluster": {
+                "name": "metro",
+                "spec": {
+                    "datacenters": [
+                        {
+                            "name": "north",
+                            "role": "serving",
+                            "nodeSelector": {"topology.kubernetes.io/zone": "north"},
+                            "sipAddresses": ["2001:db8::10", "192.0.2.11"],
+                        },
+                        {"name": "south", "role": "serving", "sipAddresses": ["198.51.100.10"]},
+                    ],
+                    "sip": {"udpPort": 5080, "tcpPort": 5080},
+                    "failover": {"detectionSeconds": 5, "failbackAfterSeconds": 120, "automaticFailback": True},
+                },
+            },
+            "etcd": {"endpoints": ["http://etcd.calanque:2379"], "tlsSecret": ""},
+            "failover": {
+                "replicaCount": 2,
+                "probeIntervalMs": 250,
+                "probeTimeoutMs": 200,
+                "leaseTtlSeconds": 3,
+                "witnessUrl": "http://etcd-w.calanque:2379/health",
+                "nodeSelector": {"node-role.calanque.io/control": "true"},
+                "extraArgs": ["--trace-sample-ratio=0.1"],
+                "serviceAccount": {"name": "failover-probe"},
+                "podDisruptionBudget": {"enabled": False},
+            },
+        },
+    ),
+    # The example with the failover controller off: the operator still follows the store.
+    "failover-off": lambda: deep_merge(example_values(), {"failover": {"enabled": False}}),
 }
 
 
@@ -629,6 +671,14 @@ def pbxcluster_errors(obj: Obj, check: PbxClusterCheck | None, where: str) -> Er
     return errors
 
 
+def component(obj: Obj) -> str | None:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
+
+
+def of_component(rendered: Rendered, kind: str, name: str) -> list[Obj]:
+    return [o for o in rendered.of_kind(kind) if component(o) == name]
+
+
 def pod_spec_errors(where: str, pod: Obj) -> Errors:
     """Pod and container hardening and resources."""
     errors = []
@@ -738,7 +788,7 @@ def operator_errors(rendered: Rendered, values: Obj) -> Errors:
                     f"Service/{service['metadata']['name']} does not select Deployment/{deployment['metadata']['name']}'s pods"
                 )
     total = sum(d["spec"].get("replicas", 1) for d in deployments)
-    pdbs = rendered.of_kind("PodDisruptionBudget")
+    pdbs = of_component(rendered, "PodDisruptionBudget", "operator")
     pdb_enabled = ((values.get("operator") or {}).get("podDisruptionBudget") or {}).get("enabled", True)
     if (total > 1 and pdb_enabled) != bool(pdbs):
         errors.append(f"{len(pdbs)} PodDisruptionBudget(s) for {total} operator pod(s)")
@@ -762,6 +812,165 @@ def operator_errors(rendered: Rendered, values: Obj) -> Errors:
             )
     if "calanque" not in rendered.notes:
         errors.append("NOTES.txt is empty")
+    return errors
+
+
+def failover_on(values: Obj) -> bool:
+    """The failover controller runs with failover.enabled and the PbxCluster the chart creates."""
+    v = effective_values(values)
+    return bool(v["failover"]["enabled"] and v["pbxCluster"]["create"])
+
+
+def expected_failover(values: Obj) -> list[tuple[str, Obj, list[tuple[str, str | None]]]]:
+    """Per serving datacenter (the PbxCluster's order): its name, its nodeSelector and the
+    calanque-failover arguments every one of its pods runs with, as (flag, value) pairs,
+    derived here from the values independently of the templates (extraArgs not included)."""
+    v = effective_values(values)
+    if not failover_on(values):
+        return []
+    spec = v["pbxCluster"]["spec"]
+    cluster = v["pbxCluster"]["name"]
+    f = v["failover"]
+    serving = [dc for dc in spec["datacenters"] if dc["role"] == "serving"]
+    targets = []
+    for dc in serving:
+        address = dc["sipAddresses"][0]
+        host = f"[{address}]" if ":" in address else address
+        urls = [
+            f"readyz:http://{cluster}-{dc['name']}-{c}.{NAMESPACE}.svc:9090/readyz" for c in ("edge", "call-control")
+        ]
+        targets.append(f"{dc['name']}=" + ",".join([f"sip:{host}:{spec['sip']['udpPort']}", *urls]))
+    endpoints, _ = expected_etcd(values)
+    args: list[tuple[str, str | None]] = [("--instance", "$(POD_NAME)"), ("--etcd", ",".join(endpoints))]
+    if spec["nats"].get("urls"):
+        args.append(("--nats", ",".join(spec["nats"]["urls"])))
+    args += [("--datacenter", target) for target in targets]
+    if f.get("witnessUrl"):
+        args.append(("--witness", f["witnessUrl"]))
+    args += [
+        ("--detection-seconds", str(spec["failover"]["detectionSeconds"])),
+        ("--failback-after-seconds", str(spec["failover"]["failbackAfterSeconds"])),
+    ]
+    if spec["failover"]["automaticFailback"]:
+        args.append(("--automatic-failback", None))
+    args.append(("--probe-interval-ms", str(f["probeIntervalMs"])))
+    if f.get("probeTimeoutMs"):
+        args.append(("--probe-timeout-ms", str(f["probeTimeoutMs"])))
+    args += [
+        ("--lease-ttl-seconds", str(f["leaseTtlSeconds"])),
+        ("--telemetry-listen", f"0.0.0.0:{f['port']}"),
+        ("--log-format", f["logFormat"]),
+    ]
+    return [(dc["name"], dc.get("nodeSelector") or {}, args) for dc in serving]
+
+
+def parse_flags(args: list[str]) -> list[tuple[str, str | None]]:
+    return [(a.split("=", 1)[0], a.split("=", 1)[1] if "=" in a else None) for a in args]
+
+
+def failover_errors(rendered: Rendered, values: Obj) -> Errors:
+    """The failover controller (ADR 0018): one Deployment per serving datacenter, pinned and
+    labelled there, running calanque-failover with the arguments the values imply, hardened
+    like the operator, probes on /healthz and /readyz, its own ServiceAccount bound to no Role
+    with no token mounted, a metrics Service, and its PodDisruptionBudget."""
+    errors = []
+    v = effective_values(values)
+    f = v["failover"]
+    expected = expected_failover(values)
+    deployments = of_component(rendered, "Deployment", "failover")
+    by_dc = {(d["metadata"].get("labels") or {}).get("calanque.io/datacenter"): d for d in deployments}
+    if sorted(map(str, by_dc)) != sorted(name for name, _, _ in expected) or len(deployments) != len(expected):
+        errors.append(
+            f"failover Deployments for datacenters {sorted(map(str, by_dc))}, expected {[n for n, _, _ in expected]}"
+        )
+    account = (f["serviceAccount"].get("name") or f"{RELEASE}-failover") if expected else None
+    _, tls_secret = expected_etcd(values)
+    for name, node_selector, args in expected:
+        deployment = by_dc.get(name)
+        if deployment is None:
+            continue
+        where = f"Deployment/{deployment['metadata']['name']}"
+        template = deployment["spec"]["template"]
+        pod = template["spec"]
+        errors += pod_spec_errors(where, pod)
+        for part, labels in (
+            ("selector", deployment["spec"]["selector"].get("matchLabels") or {}),
+            ("pod template", template["metadata"].get("labels") or {}),
+        ):
+            if labels.get("calanque.io/datacenter") != name or labels.get("app.kubernetes.io/component") != "failover":
+                errors.append(f"{where}: {part} labels lack calanque.io/datacenter={name}, component=failover")
+        selector = pod.get("nodeSelector") or {}
+        if any(selector.get(k) != val for k, val in node_selector.items()):
+            errors.append(f"{where}: nodeSelector {selector} lacks datacenter {name}'s {node_selector}")
+        if deployment["spec"].get("replicas") != f["replicaCount"]:
+            errors.append(f"{where}: {deployment['spec'].get('replicas')} replicas, failover.replicaCount is {f['replicaCount']}")
+        if pod.get("automountServiceAccountToken") is not False:
+            errors.append(f"{where}: automountServiceAccountToken is not false (the failover controller needs no API access)")
+        if pod.get("serviceAccountName") != account:
+            errors.append(f"{where}: serviceAccountName {pod.get('serviceAccountName')!r}, expected {account!r}")
+        containers = {c["name"]: c for c in pod.get("containers", [])}
+        container = containers.get("failover")
+        if container is None or len(containers) != 1:
+            errors.append(f"{where}: expected one container named failover, got {sorted(containers)}")
+            continue
+        if container.get("command") != ["calanque-failover"]:
+            errors.append(f"{where}: command is {container.get('command')}, not calanque-failover")
+        got = parse_flags(container.get("args") or [])
+        extra = parse_flags(f.get("extraArgs") or [])
+        if got[: len(got) - len(extra)] != args or got[len(got) - len(extra) :] != extra:
+            errors.append(f"{where}: arguments {container.get('args')}, expected {args} then failover.extraArgs")
+        env = {e["name"]: e for e in container.get("env") or []}
+        if ((env.get("POD_NAME") or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+            errors.append(f"{where}: POD_NAME (the --instance) is not the pod name from the downward API")
+        ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+        if ports.get("metrics") != f["port"]:
+            errors.append(f"{where}: metrics port is {ports.get('metrics')}, not {f['port']}")
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = (container.get(probe) or {}).get("httpGet") or {}
+            if get.get("path") != path or get.get("port") not in ("metrics", f["port"]):
+                errors.append(f"{where}: {probe} is not GET {path} on the metrics port ({get})")
+        errors += etcd_tls_errors(where, pod, container, tls_secret)
+    # The ServiceAccount: token never mounted, bound to nothing.
+    accounts = of_component(rendered, "ServiceAccount", "failover")
+    want_account = bool(expected) and f["serviceAccount"]["create"]
+    if len(accounts) != (1 if want_account else 0):
+        errors.append(f"{len(accounts)} failover ServiceAccount(s), expected {1 if want_account else 0}")
+    for sa in accounts:
+        if sa["metadata"]["name"] != account:
+            errors.append(f"ServiceAccount/{sa['metadata']['name']}: expected {account!r}")
+        if sa.get("automountServiceAccountToken") is not False:
+            errors.append(f"ServiceAccount/{sa['metadata']['name']}: automountServiceAccountToken is not false")
+    for binding in rendered.of_kind("RoleBinding") + rendered.of_kind("ClusterRoleBinding"):
+        for subject in binding.get("subjects") or []:
+            if subject.get("kind") == "ServiceAccount" and account and subject.get("name") == account:
+                errors.append(
+                    f"{binding['kind']}/{binding['metadata']['name']} binds the failover controller's ServiceAccount: it needs no RBAC"
+                )
+    if any(component(r) == "failover" for r in rendered.of_kind("Role") + rendered.of_kind("ClusterRole")):
+        errors.append("a Role for the failover controller: it needs no RBAC")
+    # Its metrics Service.
+    services = of_component(rendered, "Service", "failover")
+    if len(services) != (1 if expected else 0):
+        errors.append(f"{len(services)} failover metrics Services, expected {1 if expected else 0}")
+    for service in services:
+        ports = service["spec"].get("ports", [])
+        if [(p.get("name"), p.get("port"), p.get("targetPort")) for p in ports] != [("metrics", f["port"], "metrics")]:
+            errors.append(f"Service/{service['metadata']['name']}: ports {ports}, expected metrics {f['port']} -> metrics")
+        selector = service["spec"].get("selector") or {}
+        if selector.get("app.kubernetes.io/component") != "failover":
+            errors.append(f"Service/{service['metadata']['name']}: does not select component=failover")
+        for deployment in deployments:
+            labels = deployment["spec"]["template"]["metadata"]["labels"]
+            if any(labels.get(k) != val for k, val in selector.items()):
+                errors.append(
+                    f"Service/{service['metadata']['name']} does not select Deployment/{deployment['metadata']['name']}'s pods"
+                )
+    total = sum(d["spec"].get("replicas", 1) for d in deployments)
+    pdbs = of_component(rendered, "PodDisruptionBudget", "failover")
+    if (total > 1 and f["podDisruptionBudget"]["enabled"]) != bool(pdbs):
+        errors.append(f"{len(pdbs)} failover PodDisruptionBudget(s) for {total} failover pod(s)")
+    if expected and "failover controller" not in rendered.notes:
+        errors.append("NOTES.txt does not mention the failover controller")
     return errors
 
 
@@ -812,7 +1021,7 @@ def rbac_errors(rendered: Rendered, values: Obj) -> Errors:
             f"{role_kind} may read Secrets {sorted(secret_names)}, expected the TLS Secrets {sorted(expected_secrets)}"
         )
     bindings = rendered.of_kind("RoleBinding") + rendered.of_kind("ClusterRoleBinding")
-    accounts = [s["metadata"]["name"] for s in rendered.of_kind("ServiceAccount")]
+    accounts = [s["metadata"]["name"] for s in of_component(rendered, "ServiceAccount", "operator")]
     if len(bindings) != 1:
         errors.append(f"{len(bindings)} role bindings, expected 1")
     for binding in bindings:
@@ -839,7 +1048,7 @@ def monitoring_errors(rendered: Rendered, values: Obj) -> Errors:
     monitoring = values.get("monitoring") or {}
     switches = {
         "PrometheusRule": (monitoring.get("prometheusRules") or {}).get("enabled", False),
-        "ServiceMonitor": (monitoring.get("serviceMonitor") or {}).get("enabled", False),
+        # The operator's, and the failover controller's when it runs.
         "PodMonitor": (monitoring.get("serviceMonitor") or {}).get("enabled", False)
         and ((monitoring.get("serviceMonitor") or {}).get("services") or {}).get("enabled", True),
     }
@@ -847,6 +1056,24 @@ def monitoring_errors(rendered: Rendered, values: Obj) -> Errors:
         count = len(rendered.of_kind(kind))
         if count != (1 if enabled else 0):
             errors.append(f"{count} {kind}(s) rendered, expected {1 if enabled else 0}")
+    monitors_on = (monitoring.get("serviceMonitor") or {}).get("enabled", False)
+    expected_monitors = {"operator", "failover"} if failover_on(values) else {"operator"}
+    monitors = [component(m) for m in rendered.of_kind("ServiceMonitor")]
+    if sorted(monitors) != (sorted(expected_monitors) if monitors_on else []):
+        errors.append(
+            f"ServiceMonitors for {sorted(map(str, monitors))}, expected {sorted(expected_monitors) if monitors_on else []}"
+        )
+    for monitor in rendered.of_kind("ServiceMonitor"):
+        selector = (monitor["spec"].get("selector") or {}).get("matchLabels") or {}
+        selected = [
+            s["metadata"]["name"]
+            for s in rendered.of_kind("Service")
+            if all((s["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+        ]
+        if len(selected) != 1 or selector.get("app.kubernetes.io/component") != component(monitor):
+            errors.append(
+                f"ServiceMonitor/{monitor['metadata']['name']} selects Services {selected}, expected its own component's one"
+            )
     for rule in rendered.of_kind("PrometheusRule"):
         if rule["spec"].get("groups") != rule_files_groups():
             errors.append(
@@ -856,7 +1083,7 @@ def monitoring_errors(rendered: Rendered, values: Obj) -> Errors:
         for endpoint in monitor["spec"].get("endpoints", []):
             if endpoint.get("honorLabels") is not True:
                 errors.append(
-                    f"ServiceMonitor/{monitor['metadata']['name']}: the operator's scrape needs honorLabels: true (docs/metrics.md)"
+                    f"ServiceMonitor/{monitor['metadata']['name']}: the {component(monitor)}'s scrape needs honorLabels: true (docs/metrics.md)"
                 )
             errors += relabel_errors(
                 f"ServiceMonitor/{monitor['metadata']['name']}", endpoint, service="operator"
@@ -917,6 +1144,7 @@ def relabel_errors(where: str, endpoint: Obj, service: str | None) -> Errors:
 
 def policy_errors(rendered: Rendered, values: Obj) -> Errors:
     errors = operator_errors(rendered, values)
+    errors += failover_errors(rendered, values)
     errors += rbac_errors(rendered, values)
     errors += monitoring_errors(rendered, values)
     for pod in rendered.of_kind("Pod"):
@@ -964,6 +1192,8 @@ def step_render() -> Errors:
             errors.append(f"{name}: helm template failed: {error}")
             continue
         out = RENDER_DIR / f"{name}.yaml"
+        # Made again before each write: target/ is shared, and may be cleaned meanwhile.
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(rendered.yaml())
         kinds: dict[str, int] = {}
         for _, obj in rendered.objects:
@@ -1044,7 +1274,7 @@ def step_policy() -> Errors:
         values = make()
         errors += [f"{name}: {e}" for e in policy_errors(render_set(name), values)]
         print(
-            f"  {name}: securityContext, resources, operator probes and port, RBAC, monitoring, test, NOTES"
+            f"  {name}: securityContext, resources, operator and failover controller, RBAC, monitoring, test, NOTES"
         )
     example = example_values()
     monitoring = example.get("monitoring") or {}
@@ -1379,6 +1609,21 @@ def self_test() -> Errors:
         renders({"etcd": {"endpoints": ["etcd-a:2379"], "tlsSecret": ""}}),
     )
     expect(
+        "values: the failover controller with no etcd endpoints fails",
+        renders(example_vals),
+        renders(mutated(example_vals, lambda v: v["pbxCluster"]["spec"]["etcd"].update(endpoints=[], tlsSecret=""))),
+    )
+    expect(
+        "values: a probe interval above half the detection period fails the render",
+        renders(example_vals),
+        renders(mutated(example_vals, lambda v: v.setdefault("failover", {}).update(probeIntervalMs=6000))),
+    )
+    expect(
+        "values: an unknown failover key is rejected by values.schema.json",
+        renders(example_vals),
+        renders(mutated(example_vals, lambda v: v.setdefault("failover", {}).update(detectionSeconds=5))),
+    )
+    expect(
         "values: PbxCluster with no NATS URL fails",
         renders(example_vals),
         renders(mutated(example_vals, lambda v: v["pbxCluster"]["spec"]["nats"].update(urls=[]))),
@@ -1532,6 +1777,117 @@ def self_test() -> Errors:
             example_vals,
         ),
     )
+    def failover_deployments(change: Callable[[Obj], None]) -> Callable[[Obj], None]:
+        def run(d: Obj) -> None:
+            if component(d) == "failover":
+                change(d)
+
+        return run
+
+    def failover_broken(change: Callable[[Obj], None], kind: str = "Deployment") -> Callable[[], Errors]:
+        return lambda: policy_errors(
+            _with_all(example, kind, failover_deployments(change) if kind == "Deployment" else change),
+            example_vals,
+        )
+
+    def failover_container(d: Obj) -> Obj:
+        return d["spec"]["template"]["spec"]["containers"][0]
+
+    expect(
+        "policy: a failover container with a writable root filesystem is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(lambda d: failover_container(d)["securityContext"].update(readOnlyRootFilesystem=False)),
+    )
+    expect(
+        "policy: a failover container without a memory limit is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(lambda d: failover_container(d)["resources"]["limits"].pop("memory")),
+    )
+    expect(
+        "policy: a failover pod mounting a service account token is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(lambda d: d["spec"]["template"]["spec"].update(automountServiceAccountToken=True)),
+    )
+    expect(
+        "policy: a failover ServiceAccount that mounts its token is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(
+            lambda sa: sa.update(automountServiceAccountToken=True) if component(sa) == "failover" else None,
+            kind="ServiceAccount",
+        ),
+    )
+    expect(
+        "policy: a RoleBinding granting the failover controller permissions is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(
+            lambda b: b["subjects"].append(
+                {"kind": "ServiceAccount", "name": f"{RELEASE}-failover", "namespace": NAMESPACE}
+            ),
+            kind="RoleBinding",
+        ),
+    )
+    expect(
+        "policy: a failover Deployment not pinned to its datacenter is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(lambda d: d["spec"]["template"]["spec"].pop("nodeSelector")),
+    )
+    expect(
+        "policy: a failover controller missing a datacenter is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(
+            lambda d: failover_container(d).update(
+                args=[a for a in failover_container(d)["args"] if not a.startswith("--datacenter=dc-b=")]
+            )
+        ),
+    )
+    expect(
+        "policy: a failover controller probing another Service's /readyz is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(
+            lambda d: failover_container(d).update(
+                args=[a.replace("city-dc-a-call-control", "city-dc-a-media") for a in failover_container(d)["args"]]
+            )
+        ),
+    )
+    expect(
+        "policy: failover instances sharing one name (no --instance from the pod name) are rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(
+            lambda d: failover_container(d).update(
+                args=["--instance=failover" if a.startswith("--instance") else a for a in failover_container(d)["args"]]
+            )
+        ),
+    )
+    expect(
+        "policy: a failover readiness probe elsewhere than /readyz is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(lambda d: failover_container(d)["readinessProbe"]["httpGet"].update(path="/healthz")),
+    )
+    expect(
+        "policy: the failover controller's scrape without honorLabels is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(
+            lambda m: m["spec"]["endpoints"][0].update(honorLabels=False) if component(m) == "failover" else None,
+            kind="ServiceMonitor",
+        ),
+    )
+    expect(
+        "policy: a failover ServiceMonitor selecting the operator's Service is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(
+            lambda m: m["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/component": "operator"})
+            if component(m) == "failover"
+            else None,
+            kind="ServiceMonitor",
+        ),
+    )
+    expect(
+        "policy: the failover controller missing from a render that enables it is rejected",
+        lambda: policy_errors(example, example_vals),
+        lambda: policy_errors(
+            _without(example, lambda o: o.get("kind") == "Deployment" and component(o) == "failover"), example_vals
+        ),
+    )
     expect(
         "policy: a wildcard verb is rejected",
         lambda: policy_errors(default, values),
@@ -1560,7 +1916,11 @@ def self_test() -> Errors:
         "policy: the operator's scrape without honorLabels is rejected",
         lambda: policy_errors(example, example_vals),
         lambda: policy_errors(
-            _with(example, "ServiceMonitor", lambda m: m["spec"]["endpoints"][0].update(honorLabels=False)),
+            _with_all(
+                example,
+                "ServiceMonitor",
+                lambda m: m["spec"]["endpoints"][0].update(honorLabels=False) if component(m) == "operator" else None,
+            ),
             example_vals,
         ),
     )
@@ -1591,6 +1951,13 @@ def _with(rendered: Rendered, kind: str, change: Callable[[Obj], None]) -> Rende
         if obj.get("kind") == kind:
             change(obj)
             break
+    return out
+
+
+def _without(rendered: Rendered, drop: Callable[[Obj], bool]) -> Rendered:
+    """A copy of the render without the objects `drop` picks."""
+    out = copy.copy(rendered)
+    out.objects = [(s, copy.deepcopy(o)) for s, o in rendered.objects if not drop(o)]
     return out
 
 

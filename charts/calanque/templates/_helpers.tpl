@@ -154,3 +154,69 @@ comes from one place: etcd.tlsSecret without etcd.endpoints fails.
 {{- define "calanque.etcd.tlsDir" -}}
 /etc/calanque/tls/etcd
 {{- end }}
+
+{{/* The failover controller's objects. */}}
+{{- define "calanque.failover.fullname" -}}
+{{- printf "%s-failover" (include "calanque.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "calanque.failover.labels" -}}
+{{ include "calanque.labels" . }}
+app.kubernetes.io/component: failover
+{{- end }}
+
+{{- define "calanque.failover.selectorLabels" -}}
+{{ include "calanque.selectorLabels" . }}
+app.kubernetes.io/component: failover
+{{- end }}
+
+{{- define "calanque.failover.serviceAccountName" -}}
+{{- if .Values.failover.serviceAccount.create }}
+{{- default (include "calanque.failover.fullname" .) .Values.failover.serviceAccount.name }}
+{{- else }}
+{{- required "failover.serviceAccount.name is required when failover.serviceAccount.create is false" .Values.failover.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The object name of the Service in front of the failover controllers. */}}
+{{- define "calanque.failover.serviceName" -}}
+{{- printf "%s-metrics" (include "calanque.failover.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+"true" when the failover controller is rendered: failover.enabled, and the PbxCluster the
+chart creates describes the serving datacenters it watches (pbxCluster.create).
+*/}}
+{{- define "calanque.failover.enabled" -}}
+{{- and .Values.failover.enabled .Values.pbxCluster.create }}
+{{- end }}
+
+{{/*
+The serving datacenters the failover controller watches, in the PbxCluster's order (the first
+is the primary), as JSON {"items": [{"name", "nodeSelector", "targets"}]}. `targets` is the
+value of --datacenter: NAME=sip:IP:PORT (the first SIP address, the UDP port; an IPv6 address
+in brackets),readyz:URL of the datacenter's edge and call-control metrics Services, which the
+operator names <cluster>-<dc>-<component> with the metrics port 9090.
+*/}}
+{{- define "calanque.failover.datacenters" -}}
+{{- $spec := .Values.pbxCluster.spec }}
+{{- $cluster := .Values.pbxCluster.name }}
+{{- $items := list }}
+{{- range $dc := $spec.datacenters }}
+{{- if eq $dc.role "serving" }}
+{{- if not $dc.sipAddresses }}
+{{- fail (printf "pbxCluster.spec.datacenters: serving datacenter %q needs sipAddresses (the failover controller probes the first)" $dc.name) }}
+{{- end }}
+{{- $address := first $dc.sipAddresses }}
+{{- if contains ":" $address }}
+{{- $address = printf "[%s]" $address }}
+{{- end }}
+{{- $targets := list (printf "sip:%s:%d" $address (int $spec.sip.udpPort)) }}
+{{- range $component := list "edge" "call-control" }}
+{{- $targets = append $targets (printf "readyz:http://%s-%s-%s.%s.svc:9090/readyz" $cluster $dc.name $component $.Release.Namespace) }}
+{{- end }}
+{{- $items = append $items (dict "name" $dc.name "nodeSelector" ($dc.nodeSelector | default dict) "targets" (printf "%s=%s" $dc.name (join "," $targets))) }}
+{{- end }}
+{{- end }}
+{{- dict "items" $items | toJson }}
+{{- end }}
