@@ -1280,13 +1280,15 @@ def step_policy() -> Errors:
     monitoring = example.get("monitoring") or {}
     if not (
         example["pbxCluster"]["create"]
+        and failover_on(example)
         and all(
             (monitoring.get(k) or {}).get("enabled")
             for k in ("prometheusRules", "dashboards", "serviceMonitor")
         )
     ):
         errors.append(
-            "examples/values-two-datacenters.yaml must create the PbxCluster and turn every monitoring switch on"
+            "examples/values-two-datacenters.yaml must create the PbxCluster, run the failover controller "
+            "and turn every monitoring switch on"
         )
     return errors
 
