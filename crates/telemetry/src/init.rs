@@ -65,7 +65,10 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
         }
     };
     let provider = match &args.otlp_endpoint {
-        Some(endpoint) => Some(tracer_provider(service, endpoint, args.trace_sample_ratio)?),
+        Some(endpoint) => {
+            crate::sampling::set_export_ratio(args.trace_sample_ratio);
+            Some(tracer_provider(service, endpoint, args.trace_sample_ratio)?)
+        }
         None => None,
     };
     let otel = provider.as_ref().map(|provider| {

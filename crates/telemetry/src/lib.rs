@@ -25,6 +25,7 @@ mod sip;
 mod store;
 
 pub mod propagation;
+pub mod sampling;
 
 pub use bus::{BusMetrics, InstrumentedBus};
 pub use calls::{CallMetrics, SetupResult};

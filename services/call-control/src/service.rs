@@ -219,28 +219,31 @@ impl Service {
             let (actions, span) = tokio::select! {
                 message = requests.next() => match message {
                     Some(message) => {
-                        let span = tracing::info_span!(
-                            "call_control.request",
-                            method = tracing::field::Empty,
-                            call_id = tracing::field::Empty,
-                        );
-                        telemetry::propagation::set_parent(&span, &message.headers);
+                        let span = telemetry::propagation::child_span(&message.headers, || {
+                            tracing::info_span!(
+                                "call_control.request",
+                                method = tracing::field::Empty,
+                                call_id = tracing::field::Empty,
+                            )
+                        });
                         (self.on_request(message).instrument(span.clone()).await, span)
                     }
                     None => return,
                 },
                 message = results.next() => match message {
                     Some(message) => {
-                        let span = tracing::info_span!("call_control.result");
-                        telemetry::propagation::set_parent(&span, &message.headers);
+                        let span = telemetry::propagation::child_span(&message.headers, || {
+                            tracing::info_span!("call_control.result")
+                        });
                         (span.in_scope(|| self.on_result(&message)), span)
                     }
                     None => return,
                 },
                 event = next_event => match event {
                     Some(message) => {
-                        let span = tracing::info_span!("call_control.media_event");
-                        telemetry::propagation::set_parent(&span, &message.headers);
+                        let span = telemetry::propagation::child_span(&message.headers, || {
+                            tracing::info_span!("call_control.media_event")
+                        });
                         (self.on_media_event(&message).instrument(span.clone()).await, span)
                     }
                     None => {

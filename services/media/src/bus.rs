@@ -340,8 +340,10 @@ impl Server {
         let payload = match self.decode(&message, allocate_only) {
             Ok(request) => {
                 // The call's trace continues here (call-control's span is the parent).
-                let span = tracing::info_span!("media.request", media_id = %self.media_id);
-                telemetry::propagation::set_parent(&span, &message.headers);
+                let span = telemetry::propagation::child_span(
+                    &message.headers,
+                    || tracing::info_span!("media.request", media_id = %self.media_id),
+                );
                 let reply = self.handle(request).instrument(span).await;
                 headers.insert(subjects::TYPE_HEADER, types::MEDIA_REPLY);
                 reply.encode_to_vec()

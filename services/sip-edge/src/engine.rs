@@ -932,11 +932,17 @@ fn spawn_result_publisher(core: CoreRouter) -> mpsc::UnboundedSender<SendResult>
 
 /// The span of a request handed to call-control: the bus carries its context there
 /// (`telemetry::InstrumentedBus`), so call-control's spans for the request are its children.
+/// Only for the calls `telemetry::sampling` traces: a call not traced creates no span here, and
+/// the bus tells call-control so.
 fn handoff_span(request: &Request) -> tracing::Span {
+    let call_id = request.headers.call_id().unwrap_or_default();
+    if !telemetry::sampling::trace_call(call_id) {
+        return tracing::Span::none();
+    }
     tracing::info_span!(
         "edge.handoff",
         method = request.method.as_str(),
-        call_id = request.headers.call_id().unwrap_or_default(),
+        call_id = call_id,
     )
 }
 

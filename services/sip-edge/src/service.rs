@@ -279,12 +279,13 @@ async fn subscribe(
                 continue;
             };
             // A child of call-control's span that asked for the send: one call, one trace.
-            let span = tracing::info_span!(
-                "edge.send",
-                call_ref = %send.call_ref,
-                method = tracing::field::Empty,
-            );
-            telemetry::propagation::set_parent(&span, &message.headers);
+            let span = telemetry::propagation::child_span(&message.headers, || {
+                tracing::info_span!(
+                    "edge.send",
+                    call_ref = %send.call_ref,
+                    method = tracing::field::Empty,
+                )
+            });
             let command = Command::Send {
                 send: Box::new(send),
                 span,
