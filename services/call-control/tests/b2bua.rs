@@ -4,29 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
-use call_control::b2bua::{Action, B2bua, B2buaConfig, Input, LegTarget};
-use proto::v1::{Flow, SipTransport};
-use sip_msg::{HeaderName, Method, Request, Response, SipMessage, StatusCode, build_response};
+use call_control::b2bua::{Action, B2bua, Input, LegTarget};
+use sip_msg::{HeaderName, Method, Request, Response, StatusCode, build_response};
+use support::{core, ended, flow, parse_request, responses, sends};
 
 const SDP: &str = "v=0\r\no=a 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
-
-fn flow(edge: &str, remote: &str) -> Flow {
-    Flow {
-        transport: SipTransport::Udp as i32,
-        remote: remote.into(),
-        local: "127.0.0.1:5070".into(),
-        edge_id: edge.into(),
-    }
-}
-
-fn parse_request(text: &str) -> Request {
-    match sip_msg::parse_datagram(text.as_bytes()).unwrap() {
-        SipMessage::Request(r) => r,
-        SipMessage::Response(_) => panic!("not a request"),
-    }
-}
 
 fn caller_invite() -> Request {
     parse_request(&format!(
@@ -48,17 +34,6 @@ fn target(n: u16) -> LegTarget {
     }
 }
 
-#[allow(clippy::disallowed_methods)] // the origin of the virtual clock the core is driven on
-fn core() -> (B2bua, Instant) {
-    let start = Instant::now();
-    let config = B2buaConfig {
-        instance: "cc-1".into(),
-        ring_timeout: Duration::from_secs(30),
-        ..B2buaConfig::default()
-    };
-    (B2bua::new(config, start, 7), start)
-}
-
 fn start_call(b2bua: &mut B2bua, now: Instant, targets: Vec<LegTarget>) -> Vec<Action> {
     b2bua.handle(
         now,
@@ -70,36 +45,6 @@ fn start_call(b2bua: &mut B2bua, now: Instant, targets: Vec<LegTarget>) -> Vec<A
             targets: Ok(targets),
         },
     )
-}
-
-/// The callee legs' INVITEs among the actions: (call_ref, request).
-fn sends(actions: &[Action]) -> Vec<(String, Request)> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Send {
-                call_ref, request, ..
-            } => Some((call_ref.clone(), (**request).clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-fn responses(actions: &[Action]) -> Vec<Response> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Respond { response, .. } => Some((**response).clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn ended(actions: &[Action]) -> Option<(&'static str, u16)> {
-    actions.iter().find_map(|a| match a {
-        Action::Ended(r) => Some((r.outcome, r.status)),
-        _ => None,
-    })
 }
 
 /// The callee's answer to a leg's INVITE.

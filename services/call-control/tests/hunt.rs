@@ -5,24 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use call_control::b2bua::hunt::{self, HuntState, MemberContacts, TrackedCall};
-use call_control::b2bua::{Action, B2bua, B2buaConfig, Input, LegTarget, Stage};
+use call_control::b2bua::{Action, B2bua, Input, LegTarget, Stage};
 use directory::model::HuntStrategy;
-use proto::v1::{Flow, SipTransport};
 use sip_msg::{HeaderName, Method, Request, Response, SipMessage, StatusCode, build_response};
+use support::{core, ended, flow, responses};
 
 const SDP: &str = "v=0\r\no=a 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
-
-fn flow(edge: &str, remote: &str) -> Flow {
-    Flow {
-        transport: SipTransport::Udp as i32,
-        remote: remote.into(),
-        local: "127.0.0.1:5070".into(),
-        edge_id: edge.into(),
-    }
-}
 
 fn caller_invite() -> Request {
     let text = format!(
@@ -74,17 +67,6 @@ fn linear(phones: &[u16], seconds: u64) -> Vec<Stage> {
         .collect()
 }
 
-#[allow(clippy::disallowed_methods)] // the origin of the virtual clock the core is driven on
-fn core() -> (B2bua, Instant) {
-    let start = Instant::now();
-    let config = B2buaConfig {
-        instance: "cc-1".into(),
-        ring_timeout: Duration::from_secs(30),
-        ..B2buaConfig::default()
-    };
-    (B2bua::new(config, start, 7), start)
-}
-
 fn start_hunt(b2bua: &mut B2bua, now: Instant, stages: Vec<Stage>) -> Vec<Action> {
     b2bua.handle(
         now,
@@ -124,23 +106,6 @@ fn invited(actions: &[Action]) -> Vec<String> {
         .iter()
         .map(|(_, r)| r.uri.to_string())
         .collect()
-}
-
-fn responses(actions: &[Action]) -> Vec<Response> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Respond { response, .. } => Some((**response).clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn ended(actions: &[Action]) -> Option<(&'static str, u16)> {
-    actions.iter().find_map(|a| match a {
-        Action::Ended(r) => Some((r.outcome, r.status)),
-        _ => None,
-    })
 }
 
 fn answer(invite: &Request, status: StatusCode, tag: &str, with_sdp: bool) -> Response {

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use call_control::b2bua::{
@@ -13,30 +15,14 @@ use call_control::b2bua::{
     LegTarget,
 };
 use prost::Message;
-use proto::v1::{Flow, SipTransport};
-use sip_msg::{HeaderName, Method, Request, Response, SipMessage, StatusCode, build_response};
+use sip_msg::{HeaderName, Method, Request, Response, StatusCode, build_response};
+use support::{flow, parse_request, responses};
 
 const SDP: &str = "v=0\r\no=a 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 const CALLER_CALL_ID: &str = "st-call@192.0.2.10";
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-fn flow(edge: &str, remote: &str) -> Flow {
-    Flow {
-        transport: SipTransport::Udp as i32,
-        remote: remote.into(),
-        local: "127.0.0.1:5070".into(),
-        edge_id: edge.into(),
-    }
-}
-
-fn parse_request(text: &str) -> Request {
-    match sip_msg::parse_datagram(text.as_bytes()).unwrap() {
-        SipMessage::Request(r) => r,
-        SipMessage::Response(_) => panic!("not a request"),
-    }
 }
 
 /// The caller's INVITE with extra header lines (`"Session-Expires: 1800\r\n"`…).
@@ -86,16 +72,6 @@ fn sends(actions: &[Action]) -> Vec<(String, Request)> {
             Action::Send {
                 call_ref, request, ..
             } => Some((call_ref.clone(), (**request).clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-fn responses(actions: &[Action]) -> Vec<Response> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Respond { response, .. } => Some((**response).clone()),
             _ => None,
         })
         .collect()
