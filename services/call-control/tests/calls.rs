@@ -63,12 +63,18 @@ async fn setup() -> Setup {
     setup_with(None, false, false).await
 }
 
-/// etcd with the small city (site S-1 relayed when `relay`), an edge, and cc-1 (with `media`).
-async fn setup_with(
-    media: Option<Arc<dyn media::MediaControl>>,
+/// etcd with the small city (site S-1 relayed when `relay`, and `groups`), the bus, and an edge
+/// (127.0.0.0/8 trusted when `trust_loopback`): what every test here starts from.
+async fn base(
     relay: bool,
     trust_loopback: bool,
-) -> Setup {
+    groups: &[GroupSeed<'_>],
+) -> (
+    EtcdServer,
+    Arc<dyn Store>,
+    Arc<dyn Bus>,
+    sip_edge::EdgeHandle,
+) {
     let etcd = tokio::task::spawn_blocking(EtcdServer::start)
         .await
         .unwrap()
@@ -82,6 +88,10 @@ async fn setup_with(
     if relay {
         test_phone::directory::set_media_policy(&store, "S-1", true).await;
     }
+    for (number, members, strategy, ring_seconds) in groups {
+        test_phone::directory::add_hunt_group(&store, number, members, *strategy, *ring_seconds)
+            .await;
+    }
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
     let mut config = sip_edge::EdgeConfig::new("edge-1", REALM, [9; 32]);
     config.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];
@@ -91,6 +101,16 @@ async fn setup_with(
     let edge = sip_edge::start(config, store.clone(), bus.clone())
         .await
         .unwrap();
+    (etcd, store, bus, edge)
+}
+
+/// etcd with the small city (site S-1 relayed when `relay`), an edge, and cc-1 (with `media`).
+async fn setup_with(
+    media: Option<Arc<dyn media::MediaControl>>,
+    relay: bool,
+    trust_loopback: bool,
+) -> Setup {
+    let (etcd, store, bus, edge) = base(relay, trust_loopback, &[]).await;
     let cc = call_control_with("cc-1", &store, &bus, media).await;
     Setup {
         _etcd: etcd,
@@ -472,9 +492,9 @@ async fn a_trusted_gateway_reaches_extensions_without_a_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relayed_call_whose_media_dies_is_hung_up_on_both_phones() {
+    let (_etcd, store, bus, edge) = base(true, false, &[]).await;
     // The relay served on the bus, as in cluster mode: call-control reaches it through a
     // MediaClient and hears its dead-media events on the bus.
-    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
     let (relay, events) = media::start(media::MediaConfig {
         bind_ip: "127.0.0.1".parse().unwrap(),
         port_first: 22000,
@@ -491,23 +511,6 @@ async fn a_relayed_call_whose_media_dies_is_hung_up_on_both_phones() {
         .unwrap();
     let client: Arc<dyn media::MediaControl> =
         Arc::new(media::MediaClient::new(bus.clone(), Duration::from_secs(2)));
-
-    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        EtcdStore::connect(&EtcdConfig::new([etcd.endpoint()]))
-            .await
-            .unwrap(),
-    );
-    test_phone::directory::seed_small_city(&store, REALM).await;
-    test_phone::directory::set_media_policy(&store, "S-1", true).await;
-    let mut config = sip_edge::EdgeConfig::new("edge-1", REALM, [9; 32]);
-    config.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];
-    let edge = sip_edge::start(config, store.clone(), bus.clone())
-        .await
-        .unwrap();
     let metrics = telemetry::Metrics::new("call-control");
     let _cc = call_control::service::start_instrumented(
         CallControlConfig {
@@ -585,26 +588,7 @@ type GroupSeed<'a> = (&'a str, &'a [&'a str], directory::model::HuntStrategy, u3
 /// etcd with the small city and these hunt groups, an edge and cc-1 (which loads the groups
 /// at start).
 async fn setup_with_hunt_groups(groups: &[GroupSeed<'_>]) -> Setup {
-    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        EtcdStore::connect(&EtcdConfig::new([etcd.endpoint()]))
-            .await
-            .unwrap(),
-    );
-    test_phone::directory::seed_small_city(&store, REALM).await;
-    for (number, members, strategy, ring_seconds) in groups {
-        test_phone::directory::add_hunt_group(&store, number, members, *strategy, *ring_seconds)
-            .await;
-    }
-    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(Default::default()));
-    let mut config = sip_edge::EdgeConfig::new("edge-1", REALM, [9; 32]);
-    config.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];
-    let edge = sip_edge::start(config, store.clone(), bus.clone())
-        .await
-        .unwrap();
+    let (etcd, store, bus, edge) = base(false, false, groups).await;
     let cc = call_control("cc-1", &store, &bus).await;
     Setup {
         _etcd: etcd,
@@ -629,8 +613,8 @@ async fn a_linear_hunt_group_rings_its_second_member_when_the_first_declines() {
     let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
     let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
     let mut carol = Phone::new("user3", "pw3", REALM, edge_addr(&setup)).await;
-    // Members first: call-control's location cache follows the store, a moment behind the
-    // edge's 200; the caller's own registration gives it that moment.
+    // Members before the caller (call-control also reads the store for a callee its location
+    // cache has not seen yet: the order is no longer needed, only kept).
     bob.register().await;
     carol.register().await;
     alice.register().await;
@@ -731,8 +715,8 @@ async fn round_robin_and_longest_idle_groups_remember_who_answered_and_who_hung_
     let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
     let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
     let mut carol = Phone::new("user3", "pw3", REALM, edge_addr(&setup)).await;
-    // Members first: call-control's location cache follows the store, a moment behind the
-    // edge's 200; the caller's own registration gives it that moment.
+    // Members before the caller (call-control also reads the store for a callee its location
+    // cache has not seen yet: the order is no longer needed, only kept).
     bob.register().await;
     carol.register().await;
     alice.register().await;
