@@ -27,8 +27,12 @@ impl Readiness {
     }
 
     /// Sets one condition (adding it if new).
+    /// The bus and store wrappers call this after every operation: when the condition is
+    /// unchanged, readiness is not recomputed and the gauge not touched.
     pub fn set(&self, condition: &'static str, holds: bool) {
-        self.lock().insert(condition, holds);
+        if self.lock().insert(condition, holds) == Some(holds) {
+            return;
+        }
         self.publish();
     }
 
