@@ -38,6 +38,23 @@ impl EtcdServer {
     /// election timeout are shortened so that it is ready sooner and its minimum lease TTL
     /// (1.5 × the election timeout, rounded up to whole seconds) is 1 s.
     pub fn start() -> Result<EtcdServer, HarnessError> {
+        // A free port is free when chosen, not when etcd binds it: tests running in parallel
+        // may take it in between. That start is retried on other ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once() {
+                Err(error)
+                    if attempt < 3 && error.to_string().contains("address already in use") =>
+                {
+                    continue;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once() -> Result<EtcdServer, HarnessError> {
         let data = tempfile::Builder::new()
             .prefix("calanque-etcd-data-")
             .tempdir()
