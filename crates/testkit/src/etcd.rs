@@ -1,16 +1,18 @@
 //! A real single-member etcd (Debian's `etcd-server`) on free loopback ports, for the store's
 //! integration tests: start, kill and restart on the same ports and data (outage tests), and
-//! read its Prometheus metrics (to see server-side state such as open watches).
+//! read its Prometheus metrics (to see server-side state such as open watches). With
+//! [`EtcdServer::start_tls`] the client port speaks only mutual TLS.
 //!
 //! The data directory is a temporary directory of its own, outside the `ManagedProcess`'s,
 //! so that it survives a kill and a restart and goes when the guard drops.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::process::{HarnessError, ManagedProcess, free_port};
+use crate::tls::TestPki;
 
 const PROGRAM: &str = "etcd";
 /// Bound on etcd listening after a spawn, and then on it reporting healthy.
@@ -23,6 +25,18 @@ pub struct EtcdServer {
     data: tempfile::TempDir,
     client: SocketAddr,
     peer: SocketAddr,
+    /// Set by [`EtcdServer::start_tls`].
+    tls: Option<ServerTls>,
+}
+
+/// What a TLS member is started with: its certificate, and the CA its clients must present
+/// a certificate from. /health and /metrics move to a plain HTTP port of their own.
+#[derive(Debug, Clone)]
+struct ServerTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    ca_file: PathBuf,
+    metrics: SocketAddr,
 }
 
 /// The `--max-txn-ops` every calanque etcd member runs with (ADR 0005): the reference city's
@@ -38,12 +52,23 @@ impl EtcdServer {
     /// election timeout are shortened so that it is ready sooner and its minimum lease TTL
     /// (1.5 × the election timeout, rounded up to whole seconds) is 1 s.
     pub fn start() -> Result<EtcdServer, HarnessError> {
+        Self::start_with(None)
+    }
+
+    /// Like [`EtcdServer::start`], with an `https://` client URL served with `pki`'s server
+    /// certificate and `--client-cert-auth` (clients need a certificate signed by `pki`'s
+    /// CA). `pki` must outlive the server (a restart reads the files again).
+    pub fn start_tls(pki: &TestPki) -> Result<EtcdServer, HarnessError> {
+        Self::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&TestPki>) -> Result<EtcdServer, HarnessError> {
         // A free port is free when chosen, not when etcd binds it: tests running in parallel
         // may take it in between. That start is retried on other ports.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Self::start_once() {
+            match Self::start_once(pki) {
                 Err(error)
                     if attempt < 3 && error.to_string().contains("address already in use") =>
                 {
@@ -54,7 +79,7 @@ impl EtcdServer {
         }
     }
 
-    fn start_once() -> Result<EtcdServer, HarnessError> {
+    fn start_once(pki: Option<&TestPki>) -> Result<EtcdServer, HarnessError> {
         let data = tempfile::Builder::new()
             .prefix("calanque-etcd-data-")
             .tempdir()
@@ -68,16 +93,22 @@ impl EtcdServer {
             data,
             client: loopback(free_port()),
             peer: loopback(free_port()),
+            tls: pki.map(|pki| ServerTls {
+                cert_file: pki.server_cert_file(),
+                key_file: pki.server_key_file(),
+                ca_file: pki.ca_file(),
+                metrics: loopback(free_port()),
+            }),
         };
         server.spawn()?;
         Ok(server)
     }
 
     fn args(&self) -> Vec<String> {
-        let client = format!("http://{}", self.client);
+        let client = self.endpoint();
         let peer = format!("http://{}", self.peer);
         let data_dir = self.data.path().join("member-data");
-        [
+        let mut args: Vec<String> = [
             "--name",
             "calanque-test",
             "--data-dir",
@@ -109,16 +140,28 @@ impl EtcdServer {
         ]
         .iter()
         .map(|s| (*s).to_owned())
-        .collect()
+        .collect();
+        if let Some(tls) = &self.tls {
+            let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+            args.extend([
+                "--cert-file".to_owned(),
+                path(&tls.cert_file),
+                "--key-file".to_owned(),
+                path(&tls.key_file),
+                "--trusted-ca-file".to_owned(),
+                path(&tls.ca_file),
+                "--client-cert-auth".to_owned(),
+                "--listen-metrics-urls".to_owned(),
+                format!("http://{}", tls.metrics),
+            ]);
+        }
+        args
     }
 
     fn spawn(&mut self) -> Result<(), HarnessError> {
-        let process = ManagedProcess::start(
-            PROGRAM,
-            &self.args(),
-            &[self.client, self.peer],
-            START_TIMEOUT,
-        )?;
+        let mut listening = vec![self.client, self.peer];
+        listening.extend(self.tls.as_ref().map(|tls| tls.metrics));
+        let process = ManagedProcess::start(PROGRAM, &self.args(), &listening, START_TIMEOUT)?;
         self.process = Some(process);
         self.wait_healthy()
     }
@@ -144,9 +187,10 @@ impl EtcdServer {
         })
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    /// The client URL, e.g. `http://127.0.0.1:40123` (`https://` when started with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.client)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.client)
     }
 
     /// Where etcd keeps its data (kept across [`EtcdServer::restart`]).
@@ -200,16 +244,17 @@ impl EtcdServer {
             .unwrap_or_default()
     }
 
-    /// A plain HTTP/1.0 GET on the client port (etcd serves /health and /metrics there).
+    /// A plain HTTP/1.0 GET on the client port (etcd serves /health and /metrics there), or
+    /// on the metrics port of a TLS member.
     fn http_get(&self, path: &str) -> std::io::Result<String> {
         let timeout = Duration::from_secs(2);
-        let mut stream = TcpStream::connect_timeout(&self.client, timeout)?;
+        let address = self.tls.as_ref().map_or(self.client, |tls| tls.metrics);
+        let mut stream = TcpStream::connect_timeout(&address, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         write!(
             stream,
-            "GET {path} HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.client
+            "GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
         )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;

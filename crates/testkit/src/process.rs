@@ -26,6 +26,13 @@ pub enum HarnessError {
         timeout: Duration,
         log_tail: String,
     },
+    /// Generating or writing the certificates of a test PKI failed.
+    #[error("test certificates ({step}): {source}")]
+    Certificates {
+        step: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again
