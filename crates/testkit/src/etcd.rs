@@ -25,8 +25,9 @@ pub struct EtcdServer {
     data: tempfile::TempDir,
     client: SocketAddr,
     peer: SocketAddr,
-    /// Set by [`EtcdServer::start_tls`].
-    tls: Option<ServerTls>,
+    /// Set by [`EtcdServer::start_tls`]; boxed so that a plain server stays small (tests
+    /// keep it in enums next to lighter backends).
+    tls: Option<Box<ServerTls>>,
 }
 
 /// What a TLS member is started with: its certificate, and the CA its clients must present
@@ -93,11 +94,13 @@ impl EtcdServer {
             data,
             client: loopback(free_port()),
             peer: loopback(free_port()),
-            tls: pki.map(|pki| ServerTls {
-                cert_file: pki.server_cert_file(),
-                key_file: pki.server_key_file(),
-                ca_file: pki.ca_file(),
-                metrics: loopback(free_port()),
+            tls: pki.map(|pki| {
+                Box::new(ServerTls {
+                    cert_file: pki.server_cert_file(),
+                    key_file: pki.server_key_file(),
+                    ca_file: pki.ca_file(),
+                    metrics: loopback(free_port()),
+                })
             }),
         };
         server.spawn()?;
