@@ -4,7 +4,7 @@
 //! the bound on every request (an outage answers `Unavailable` within the request timeout,
 //! never hangs), and watch resumption: a watch whose stream breaks is re-created from the
 //! revision after the last one it delivered, so an etcd restart neither loses nor repeats
-//! events.
+//! events. Client TLS (`https://` endpoints, mutual TLS) is in [`tls`](EtcdTls).
 
 use std::time::Duration;
 
@@ -16,6 +16,10 @@ use etcd_client::{
     WatchStream,
 };
 use tokio::sync::mpsc;
+
+mod tls;
+
+pub use tls::{ClientIdentity, EtcdConfigError, EtcdTls};
 
 use crate::{
     Compare, KeyValue, LeaseId, Op, Revision, Store, StoreError, TxnOutcome, Watch, WatchEvent,
@@ -40,6 +44,8 @@ pub struct EtcdConfig {
     /// Bound on every request, connection included: past it the request fails with
     /// `Unavailable`.
     pub request_timeout: Duration,
+    /// What to trust and present over `https://` endpoints (ADR 0019).
+    pub tls: EtcdTls,
 }
 
 impl EtcdConfig {
@@ -49,7 +55,14 @@ impl EtcdConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
+            tls: EtcdTls::default(),
         }
+    }
+
+    /// The same with these TLS files.
+    pub fn with_tls(mut self, tls: EtcdTls) -> EtcdConfig {
+        self.tls = tls;
+        self
     }
 }
 
@@ -73,20 +86,33 @@ impl std::fmt::Debug for EtcdStore {
 impl EtcdStore {
     /// Prepares connections to the endpoints. Connecting is lazy: a member that is down now
     /// makes requests fail with `Unavailable` until it is back, and does not fail this call.
+    /// A TLS misconfiguration (mixed schemes, files for `http://`, an unreadable or empty
+    /// file) fails it with [`StoreError::Config`].
     pub async fn connect(config: &EtcdConfig) -> Result<EtcdStore, StoreError> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(config.connect_timeout)
             .with_timeout(config.request_timeout)
             // Detects a dead peer on an idle watch stream (partition, not only a reset).
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
             .with_keep_alive_while_idle(true);
+        let use_tls = tls::wants_tls(&config.endpoints, &config.tls)?;
+        if use_tls {
+            options = options.with_tls(tls::options(&config.tls)?);
+        }
         let client = tokio::time::timeout(
             config.connect_timeout,
             Client::connect(&config.endpoints, Some(options)),
         )
         .await
         .map_err(|_| unavailable_after(config.connect_timeout))?
-        .map_err(|e| map_error(e, None))?;
+        .map_err(|e| match e {
+            // Building the client does no I/O (no credentials are configured): a transport
+            // error here is tonic refusing the TLS setup, which retrying cannot fix.
+            etcd_client::Error::TransportError(e) if use_tls => {
+                StoreError::Config(EtcdConfigError::Setup(error_chain(&e)))
+            }
+            e => map_error(e, None),
+        })?;
         let kv = client
             .kv_client()
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -130,6 +156,23 @@ async fn bounded<T>(
         .map_err(|e| map_error(e, lease))
 }
 
+/// An error and its sources, `a: b: c` (tonic's transport error says only "transport
+/// error" itself).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Wrappers often repeat their source's message; say each thing once.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn unavailable_after(timeout: Duration) -> StoreError {
     StoreError::Unavailable(format!("etcd did not answer within {timeout:?}"))
 }
@@ -137,6 +180,8 @@ fn unavailable_after(timeout: Duration) -> StoreError {
 /// Maps etcd's errors onto the contract. Anything that is not the caller's fault is
 /// `Unavailable`: the caller answers 503 and retries.
 fn map_error(error: etcd_client::Error, lease: Option<LeaseId>) -> StoreError {
+    use std::error::Error as _;
+
     use etcd_client::Error;
     use tonic::Code;
     match error {
@@ -157,12 +202,16 @@ fn map_error(error: etcd_client::Error, lease: Option<LeaseId>) -> StoreError {
                     StoreError::TooLarge(message)
                 }
                 Code::InvalidArgument => StoreError::InvalidRequest(message),
-                code => StoreError::Unavailable(format!("etcd: {code:?}: {message}")),
+                // The cause (a TLS alert, a refused certificate) is in the status's sources.
+                code => StoreError::Unavailable(match status.source() {
+                    Some(cause) => format!("etcd: {code:?}: {message}: {}", error_chain(cause)),
+                    None => format!("etcd: {code:?}: {message}"),
+                }),
             }
         }
         Error::LeaseKeepAliveError(_) => StoreError::LeaseNotFound(lease.unwrap_or(LeaseId(0))),
         Error::InvalidArgs(message) => StoreError::InvalidRequest(message),
-        other => StoreError::Unavailable(format!("etcd: {other}")),
+        other => StoreError::Unavailable(format!("etcd: {}", error_chain(&other))),
     }
 }
 

@@ -8,7 +8,12 @@
 //!
 //! [`mirror`] keeps a key prefix mirrored in memory (list, then follow the watch, re-list
 //! after compaction) for the caches built on the store.
+//!
+//! With the `cli` feature, [`cli::EtcdTlsArgs`] are the etcd client TLS flags the binaries
+//! share.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod embedded;
 pub mod etcd;
 pub mod mirror;
@@ -115,6 +120,10 @@ pub enum StoreError {
     /// too so that code tested all-in-one behaves the same on a cluster).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The client configuration is refused before connecting (TLS files, endpoint schemes):
+    /// retrying cannot help.
+    #[error(transparent)]
+    Config(#[from] etcd::EtcdConfigError),
 }
 
 /// A stream of watch events. Dropping it cancels the watch.
