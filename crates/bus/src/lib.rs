@@ -5,6 +5,9 @@
 //! validate subjects and headers with the same rules ([`subject`], [`BusHeaders::validate`]),
 //! drop messages for slow consumers the same way, and pass one test suite
 //! (`tests/conformance.rs`), so a service cannot tell which one it runs on (ADR 0004).
+//!
+//! With the `cli` feature, [`cli::NatsTlsArgs`] are the NATS client TLS flags the binaries
+//! share (ADR 0019).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +16,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod in_process;
 pub mod nats;
 pub mod subject;
@@ -139,6 +144,10 @@ pub enum BusError {
     /// The connection to the bus is down or was closed.
     #[error("bus disconnected: {0}")]
     Disconnected(String),
+    /// The client configuration is refused before connecting (TLS files, URL schemes):
+    /// retrying cannot help.
+    #[error(transparent)]
+    Config(#[from] nats::NatsConfigError),
     /// The payload (with its headers) exceeds the bus's maximum message size.
     #[error("payload of {size} bytes exceeds the bus limit of {limit}")]
     PayloadTooLarge {

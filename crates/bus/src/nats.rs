@@ -10,6 +10,8 @@
 //! a [`Subscription`] by a task that drops and counts messages when that channel is full (the
 //! slow-consumer policy both buses share) and unsubscribes as soon as the `Subscription` is
 //! dropped.
+//!
+//! Client TLS (`tls://` URLs, a CA file, a client certificate) is in [`tls`](NatsTls).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +26,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+
+mod tls;
+
+pub use tls::{ClientIdentity, NatsConfigError, NatsTls};
 
 use crate::{Bus, BusError, BusHeaders, BusMessage, DEFAULT_SUBSCRIPTION_CAPACITY, Subscription};
 
@@ -42,6 +48,8 @@ pub struct NatsOptions {
     pub ping_interval: Duration,
     /// The longest pause between two reconnection attempts (the backoff's cap).
     pub max_reconnect_delay: Duration,
+    /// What to trust and present over TLS (ADR 0019).
+    pub tls: NatsTls,
 }
 
 impl NatsOptions {
@@ -54,7 +62,14 @@ impl NatsOptions {
             connection_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(10),
             max_reconnect_delay: Duration::from_secs(2),
+            tls: NatsTls::default(),
         }
+    }
+
+    /// The same with these TLS files.
+    pub fn with_tls(mut self, tls: NatsTls) -> NatsOptions {
+        self.tls = tls;
+        self
     }
 }
 
@@ -68,7 +83,8 @@ pub struct NatsBus {
 
 impl NatsBus {
     /// Connects to one of `options.servers`. Fails if none answers now; once connected, later
-    /// outages are ridden out by reconnecting forever.
+    /// outages are ridden out by reconnecting forever. A TLS misconfiguration (mixed schemes,
+    /// an unreadable or empty file) fails it with [`BusError::Config`] before connecting.
     pub async fn connect(options: NatsOptions) -> Result<NatsBus, BusError> {
         let servers_text = options.servers.join(",");
         let connect_error = |reason: String| BusError::Connect {
@@ -86,7 +102,11 @@ impl NatsBus {
         }
         let name = options.name.clone();
         let max_delay = options.max_reconnect_delay;
-        let client = ConnectOptions::new()
+        let mut connect_options = ConnectOptions::new();
+        if tls::wants_tls(&options.servers, &options.tls)? {
+            connect_options = tls::apply(connect_options, &options.tls)?;
+        }
+        let client = connect_options
             .name(&options.name)
             .connection_timeout(options.connection_timeout)
             .ping_interval(options.ping_interval)
