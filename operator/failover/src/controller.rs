@@ -26,7 +26,8 @@ use crate::planner::{
 };
 use crate::probe::HealthSource;
 use crate::state::{
-    FAILBACK_KEY, FailoverState, PREFIX, STATE_KEY, StateError, WriteStamp, judge_health,
+    FAILBACK_KEY, FailoverState, LEADER_KEY, PREFIX, STATE_KEY, StateError, WriteStamp,
+    judge_health,
 };
 
 /// The `role` label of the leadership gauge.
@@ -109,6 +110,7 @@ impl Controller {
         let leadership = Leadership::spawn(
             self.store.clone(),
             LeadershipConfig {
+                key: LEADER_KEY,
                 instance: self.config.instance.clone(),
                 ttl: self.config.lease_ttl,
                 campaign_every: (self.config.lease_ttl / 4).min(self.config.interval),

@@ -1,4 +1,7 @@
-//! Leadership and fencing on the [`Store`] (etcd's model; ADR 0018).
+//! Leadership and fencing on the [`Store`] (etcd's model; ADR 0018), for any leader key: the
+//! failover controller's ([`crate::state::LEADER_KEY`]) and the PbxCluster reconciler's
+//! (`calanque/v1/operator/leader`, ADR 0017) use the same campaign, renewal and fence, each
+//! under its own key, so that the two elections are independent.
 //!
 //! - Campaign: grant a lease, then create the leader key under it in a transaction that
 //!   compares the key absent (etcd's `create_revision == 0`). The revision of that write is the
@@ -21,11 +24,12 @@ use store::{Compare, LeaseId, Op, Revision, Store, StoreError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::state::LEADER_KEY;
-
 /// What a leader holds: its lease and the revision at which it created the leader key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fence {
+    /// The leader key the fence is a revision of (keys are constants: `'static` keeps the
+    /// fence `Copy`).
+    pub key: &'static str,
     pub lease: LeaseId,
     pub revision: Revision,
 }
@@ -45,10 +49,11 @@ impl Held {
     }
 }
 
-/// Tries once to become the leader: grants a lease of `ttl` and creates the leader key
+/// Tries once to become the leader: grants a lease of `ttl` and creates the leader key `key`
 /// (`instance` as value) under it if no one holds it. `Ok(None)` when another instance leads.
 pub async fn campaign(
     store: &dyn Store,
+    key: &'static str,
     instance: &str,
     ttl: Duration,
 ) -> Result<Option<Held>, StoreError> {
@@ -56,9 +61,9 @@ pub async fn campaign(
     let lease = store.grant_lease(ttl).await?;
     let outcome = store
         .txn(
-            vec![Compare::Absent(LEADER_KEY.to_owned())],
+            vec![Compare::Absent(key.to_owned())],
             vec![Op::Put {
-                key: LEADER_KEY.to_owned(),
+                key: key.to_owned(),
                 value: Bytes::from(instance.to_owned()),
                 lease: Some(lease),
             }],
@@ -67,6 +72,7 @@ pub async fn campaign(
     match outcome {
         Ok(outcome) if outcome.succeeded => Ok(Some(Held {
             fence: Fence {
+                key,
                 lease,
                 revision: outcome.revision,
             },
@@ -92,19 +98,20 @@ pub enum FencedOutcome {
     Conflict,
 }
 
-/// Applies `ops` if the caller's `compares` hold *and* the leader key still carries `fence`.
+/// Applies `ops` if the caller's `compares` hold *and* the fence's leader key still carries
+/// `fence`.
 pub async fn fenced_txn(
     store: &dyn Store,
     fence: Fence,
     mut compares: Vec<Compare>,
     ops: Vec<Op>,
 ) -> Result<FencedOutcome, StoreError> {
-    compares.push(Compare::ModRevision(LEADER_KEY.to_owned(), fence.revision));
+    compares.push(Compare::ModRevision(fence.key.to_owned(), fence.revision));
     let outcome = store.txn(compares, ops).await?;
     if outcome.succeeded {
         return Ok(FencedOutcome::Applied(outcome.revision));
     }
-    let leader = store.get(LEADER_KEY).await?;
+    let leader = store.get(fence.key).await?;
     Ok(match leader {
         Some(kv) if kv.mod_revision == fence.revision => FencedOutcome::Conflict,
         _ => FencedOutcome::Deposed,
@@ -124,6 +131,8 @@ pub struct Leadership {
 /// How the leadership task runs.
 #[derive(Debug, Clone)]
 pub struct LeadershipConfig {
+    /// The leader key campaigned for: one election per key.
+    pub key: &'static str,
     pub instance: String,
     /// The lease's TTL: how long after a leader dies another can take over.
     pub ttl: Duration,
@@ -162,6 +171,15 @@ impl Leadership {
         self.deposed.send_replace(fence.revision);
     }
 
+    /// A clonable view of this leadership for the code that writes under it; resigning stays
+    /// with the owner of the [`Leadership`].
+    pub fn handle(&self) -> LeadershipHandle {
+        LeadershipHandle {
+            receiver: self.receiver.clone(),
+            deposed: self.deposed.clone(),
+        }
+    }
+
     /// Resigns (revokes the lease, so another instance takes over now) and stops.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -170,6 +188,31 @@ impl Leadership {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// What the writers under a [`Leadership`] need (from [`Leadership::handle`]): the fence valid
+/// now, changes of the leadership, and the way to report a fence that a fenced write found gone.
+#[derive(Debug, Clone)]
+pub struct LeadershipHandle {
+    receiver: watch::Receiver<Option<Held>>,
+    deposed: watch::Sender<Revision>,
+}
+
+impl LeadershipHandle {
+    /// The fence, if this instance leads and its leadership is still valid at `now`.
+    pub fn fence_at(&self, now: Instant) -> Option<Fence> {
+        self.receiver.borrow().and_then(|held| held.fence_at(now))
+    }
+
+    /// A receiver of leadership changes.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Held>> {
+        self.receiver.clone()
+    }
+
+    /// As [`Leadership::deposed`].
+    pub fn deposed(&self, fence: Fence) {
+        self.deposed.send_replace(fence.revision);
     }
 }
 
@@ -192,12 +235,14 @@ async fn hold(
     loop {
         // Follower: campaign whenever the leader key is free.
         let held = loop {
-            match free_leader_key(store.as_ref()).await {
-                Ok(true) => match campaign(store.as_ref(), &config.instance, config.ttl).await {
-                    Ok(Some(held)) => break held,
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "campaign failed"),
-                },
+            match free_leader_key(store.as_ref(), config.key).await {
+                Ok(true) => {
+                    match campaign(store.as_ref(), config.key, &config.instance, config.ttl).await {
+                        Ok(Some(held)) => break held,
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "campaign failed"),
+                    }
+                }
                 Ok(false) => {}
                 Err(e) => tracing::debug!(error = %e, "reading the leader key failed"),
             }
@@ -207,6 +252,7 @@ async fn hold(
             }
         };
         tracing::info!(
+            key = config.key,
             instance = %config.instance,
             fencing_revision = held.fence.revision,
             lease = held.fence.lease.0,
@@ -228,7 +274,11 @@ async fn hold(
                 _ = &mut stopped => {
                     sender.send_replace(None);
                     let _ = store.revoke_lease(held.fence.lease).await;
-                    tracing::info!(instance = %config.instance, "resigned the leadership");
+                    tracing::info!(
+                        key = config.key,
+                        instance = %config.instance,
+                        "resigned the leadership"
+                    );
                     return;
                 }
             }
@@ -246,6 +296,7 @@ async fn hold(
         };
         sender.send_replace(None);
         tracing::warn!(
+            key = config.key,
             instance = %config.instance,
             fencing_revision = held.fence.revision,
             reason,
@@ -256,8 +307,8 @@ async fn hold(
     }
 }
 
-async fn free_leader_key(store: &dyn Store) -> Result<bool, StoreError> {
-    Ok(store.get(LEADER_KEY).await?.is_none())
+async fn free_leader_key(store: &dyn Store, key: &str) -> Result<bool, StoreError> {
+    Ok(store.get(key).await?.is_none())
 }
 
 enum Renewal {
@@ -272,7 +323,7 @@ async fn renew(store: &dyn Store, held: Held, ttl: Duration) -> Renewal {
     let remaining = held.valid_until.saturating_duration_since(started);
     let renewed = tokio::time::timeout(remaining, async {
         store.keep_alive(held.fence.lease).await?;
-        store.get(LEADER_KEY).await
+        store.get(held.fence.key).await
     })
     .await;
     match renewed {

@@ -119,9 +119,12 @@ mod cases {
     pub(super) async fn a_leader_whose_lease_was_revoked_cannot_write(b: &Backend) {
         let store = b.store();
         let s = store.as_ref();
-        let c1 = campaign(s, "c1", TTL).await.unwrap().expect("c1 leads");
+        let c1 = campaign(s, LEADER_KEY, "c1", TTL)
+            .await
+            .unwrap()
+            .expect("c1 leads");
         assert!(
-            campaign(s, "c2", TTL).await.unwrap().is_none(),
+            campaign(s, LEADER_KEY, "c2", TTL).await.unwrap().is_none(),
             "a second leader"
         );
         assert!(matches!(
@@ -133,7 +136,10 @@ mod cases {
         // c1 still believes it leads (its valid_until has not passed): the store refuses.
         assert!(c1.fence_at(Instant::now()).is_some());
         assert_eq!(write_state(s, &c1, "c1").await, FencedOutcome::Deposed);
-        let c2 = campaign(s, "c2", TTL).await.unwrap().expect("c2 leads");
+        let c2 = campaign(s, LEADER_KEY, "c2", TTL)
+            .await
+            .unwrap()
+            .expect("c2 leads");
         assert!(c2.fence.revision > c1.fence.revision);
         assert_eq!(write_state(s, &c1, "c1").await, FencedOutcome::Deposed);
         assert!(matches!(
@@ -148,7 +154,7 @@ mod cases {
     pub(super) async fn a_leader_paused_past_its_ttl_cannot_write(b: &Backend) {
         let store = b.store();
         let s = store.as_ref();
-        let c1 = campaign(s, "c1", Duration::from_secs(1))
+        let c1 = campaign(s, LEADER_KEY, "c1", Duration::from_secs(1))
             .await
             .unwrap()
             .unwrap();
@@ -172,7 +178,7 @@ mod cases {
     pub(super) async fn a_stale_read_is_a_conflict_not_a_deposition(b: &Backend) {
         let store = b.store();
         let s = store.as_ref();
-        let c1 = campaign(s, "c1", TTL).await.unwrap().unwrap();
+        let c1 = campaign(s, LEADER_KEY, "c1", TTL).await.unwrap().unwrap();
         let outcome = fenced_txn(
             s,
             c1.fence,
@@ -194,6 +200,7 @@ mod cases {
     pub(super) async fn the_leadership_task_follows_the_lease(b: &Backend) {
         let store = b.store();
         let config = |instance: &str| LeadershipConfig {
+            key: LEADER_KEY,
             instance: instance.to_owned(),
             ttl: TTL,
             campaign_every: Duration::from_millis(100),
