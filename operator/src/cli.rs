@@ -28,10 +28,20 @@ pub struct RunArgs {
     #[arg(long, env = "CALANQUE_OPERATOR_NAMESPACE")]
     pub namespace: Option<String>,
     /// etcd endpoints of the failover controller's store, comma-separated. With them the
-    /// status and the SIP addresses follow the failover state, and `calanque.io/failback` is
-    /// handed over; without them each cluster's recorded failover state is carried over.
+    /// status and the SIP addresses follow the failover state, `calanque.io/failback` is
+    /// handed over, and the operator instances elect one leader (the only one that writes);
+    /// without them each cluster's recorded failover state is carried over and this instance
+    /// runs alone (run one replica only).
     #[arg(long, env = "CALANQUE_ETCD")]
     pub etcd: Option<String>,
+    /// This instance's name in the election (the leader key's value); the host name (the pod
+    /// name in Kubernetes) when absent.
+    #[arg(long, env = "CALANQUE_OPERATOR_INSTANCE")]
+    pub instance: Option<String>,
+    /// TTL of the leadership lease (with `--etcd`): how long after a leader dies without
+    /// resigning another instance takes over.
+    #[arg(long, env = "CALANQUE_OPERATOR_LEASE_TTL_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_ttl_seconds: u64,
     /// Seconds between reconciles of a stable cluster (watches trigger the others).
     #[arg(long, env = "CALANQUE_OPERATOR_REQUEUE_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub requeue_seconds: u64,
@@ -76,6 +86,7 @@ mod tests {
         assert_eq!(run.busy_requeue_seconds, 15);
         assert_eq!(run.concurrency, 4);
         assert_eq!(run.etcd, None, "no failover store unless given");
+        assert_eq!(run.lease_ttl_seconds, 5);
 
         let Command::Run(run) = Cli::try_parse_from([
             "calanque-operator",
@@ -90,6 +101,10 @@ mod tests {
             "1",
             "--etcd",
             "http://etcd-a:2379,http://etcd-b:2379",
+            "--instance",
+            "operator-dc-a",
+            "--lease-ttl-seconds",
+            "3",
             "--telemetry-listen",
             "0.0.0.0:9090",
             "--log-format",
@@ -108,6 +123,8 @@ mod tests {
             run.etcd.as_deref(),
             Some("http://etcd-a:2379,http://etcd-b:2379")
         );
+        assert_eq!(run.instance.as_deref(), Some("operator-dc-a"));
+        assert_eq!(run.lease_ttl_seconds, 3);
         assert_eq!(
             run.telemetry.telemetry_listen,
             Some("0.0.0.0:9090".parse().unwrap())
@@ -120,6 +137,7 @@ mod tests {
             "--requeue-seconds",
             "--busy-requeue-seconds",
             "--concurrency",
+            "--lease-ttl-seconds",
         ] {
             assert!(
                 Cli::try_parse_from(["calanque-operator", "run", flag, "0"]).is_err(),

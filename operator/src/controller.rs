@@ -13,6 +13,10 @@
 //! reconciler writes its failback request key in the store, then removes the annotation
 //! (merge patch, on the resource version it read). The failover leader validates the request
 //! and deletes the key when it acts on it or dismisses it.
+//!
+//! Only the elected instance writes ([`WriteGate`], `crate::leadership`): a follower's
+//! reconcile returns before the finalizer, and a leader checks its leadership again right
+//! before each write, so that one deposed mid-reconcile stops at the next write.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -33,13 +37,15 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use store::{Store, StoreError};
+use store::{Op, Store, StoreError};
+use tokio::time::Instant;
 
 use crate::desired::{
     Component, DesiredError, DesiredObject, FIELD_MANAGER, LABEL_COMPONENT, LABEL_DATACENTER,
     LABEL_MANAGED_BY, Placement, desired_objects, edge_sip_service_name,
 };
 use crate::failover_view::{FailoverSnapshot, FailoverView};
+use crate::leadership::{Fence, WriteGate};
 use crate::resource::{FAILBACK_ANNOTATION, PbxCluster, serving_datacenters, validate};
 use crate::status::{WorkloadObservation, build_status, invalid_status, needs_write};
 
@@ -60,6 +66,8 @@ pub struct Context {
     pub store: Option<Arc<dyn Store>>,
     /// The operator's gauges (datacenter health, failover in progress), if registered.
     pub metrics: Option<telemetry::OperatorMetrics>,
+    /// Whether this instance may write (alone, or while it leads).
+    pub gate: WriteGate,
     /// The wall clock.
     pub clock: Clock,
     /// Requeue of a stable cluster (watches trigger the rest).
@@ -75,6 +83,7 @@ impl Debug for Context {
         f.debug_struct("Context")
             .field("failover", &self.failover)
             .field("store", &self.store)
+            .field("gate", &self.gate)
             .field("stable_requeue", &self.stable_requeue)
             .field("busy_requeue", &self.busy_requeue)
             .finish_non_exhaustive()
@@ -83,13 +92,15 @@ impl Debug for Context {
 
 impl Context {
     /// A context on `client` reading snapshots from `failover`, with the system clock, no
-    /// metrics, and requeues of 5 minutes (stable) and 15 seconds (busy).
+    /// metrics, running alone (no election), and requeues of 5 minutes (stable) and 15 seconds
+    /// (busy).
     pub fn new(client: Client, failover: Arc<dyn FailoverView>) -> Context {
         Context {
             client,
             failover,
             store: None,
             metrics: None,
+            gate: WriteGate::Alone,
             clock: Arc::new(Timestamp::now),
             stable_requeue: Duration::from_secs(300),
             busy_requeue: Duration::from_secs(15),
@@ -107,6 +118,20 @@ impl Context {
     pub fn with_store(mut self, store: Arc<dyn Store>) -> Context {
         self.store = Some(store);
         self
+    }
+
+    /// Writing only while `gate` allows it (the elected leader).
+    pub fn with_gate(mut self, gate: WriteGate) -> Context {
+        self.gate = gate;
+        self
+    }
+
+    /// The permission to write now; `Err(NotLeader)` stops the reconcile (see
+    /// [`error_policy`]).
+    fn writable(&self) -> Result<Option<Fence>, Error> {
+        self.gate
+            .check(Instant::now())
+            .map_err(|_| Error::NotLeader)
     }
 
     /// With another clock.
@@ -171,6 +196,10 @@ pub enum Error {
     /// Removing the `calanque.io/failback` annotation failed (the request is written).
     #[error("removing the calanque.io/failback annotation: {0}")]
     Annotation(#[source] kube::Error),
+    /// This instance lost the leadership during the reconcile: it stopped before the next
+    /// write; the new leader reconciles.
+    #[error("not the leader any more: stopped writing")]
+    NotLeader,
     /// Adding or removing the finalizer failed (or the work it wraps).
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -186,6 +215,7 @@ impl Error {
             Error::Status(_) => "status",
             Error::Failback { .. } => "failback",
             Error::Annotation(_) => "annotation",
+            Error::NotLeader => "not_leader",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
@@ -200,8 +230,13 @@ fn key_of(cluster: &PbxCluster) -> (String, String) {
 }
 
 /// Reconciles one `PbxCluster`: adds the finalizer to a new one (and waits for the change),
-/// applies and writes the status of a live one, cleans up and releases a deleted one.
+/// applies and writes the status of a live one, cleans up and releases a deleted one. A
+/// follower does nothing (and waits: becoming the leader reconciles every cluster).
 pub async fn reconcile(cluster: Arc<PbxCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if ctx.writable().is_err() {
+        tracing::debug!(cluster = %cluster.name_any(), "not the leader: nothing done");
+        return Ok(Action::await_change());
+    }
     let key = key_of(&cluster);
     let namespace = cluster
         .namespace()
@@ -228,8 +263,17 @@ pub fn backoff(consecutive_failures: u32) -> Duration {
     Duration::from_secs((5u64 << exponent).min(300))
 }
 
-/// Requeues a failed reconcile with [`backoff`].
+/// Requeues a failed reconcile with [`backoff`]; a reconcile stopped by a lost leadership
+/// is not a failure and waits (the new leader reconciles; regaining the lead reconciles all).
 pub fn error_policy(cluster: Arc<PbxCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.kind() == "not_leader" {
+        tracing::info!(
+            cluster = %cluster.name_any(),
+            namespace = %cluster.namespace().unwrap_or_default(),
+            "leadership lost during the reconcile: stopped writing"
+        );
+        return Action::await_change();
+    }
     let failures = ctx.record_failure(key_of(&cluster));
     let delay = backoff(failures);
     tracing::warn!(
@@ -279,32 +323,19 @@ async fn apply(cluster: &PbxCluster, ctx: &Context) -> Result<Action, Error> {
     let placement = Placement::new(&cluster.spec, &snapshot);
     let mut workloads = Vec::new();
     for object in desired_objects(cluster, &placement)? {
-        let applied = |source| Error::Apply {
-            kind: object.kind(),
-            name: object.name(),
-            source,
-        };
         match &object {
             DesiredObject::ConfigMap(o) => {
-                server_side_apply(&ctx.client, &namespace, o)
-                    .await
-                    .map_err(applied)?;
+                server_side_apply(ctx, &namespace, o).await?;
             }
             DesiredObject::Deployment(o) => {
-                let live = server_side_apply(&ctx.client, &namespace, o.as_ref())
-                    .await
-                    .map_err(applied)?;
+                let live = server_side_apply(ctx, &namespace, o.as_ref()).await?;
                 workloads.extend(observe(o, &live));
             }
             DesiredObject::Service(o) => {
-                server_side_apply(&ctx.client, &namespace, o.as_ref())
-                    .await
-                    .map_err(applied)?;
+                server_side_apply(ctx, &namespace, o.as_ref()).await?;
             }
             DesiredObject::PodDisruptionBudget(o) => {
-                server_side_apply(&ctx.client, &namespace, o)
-                    .await
-                    .map_err(applied)?;
+                server_side_apply(ctx, &namespace, o).await?;
             }
         }
     }
@@ -353,17 +384,7 @@ async fn request_failback(
     };
     let datacenter = requested.trim();
     if !datacenter.is_empty() {
-        store
-            .put(
-                failover::state::FAILBACK_KEY,
-                Bytes::from(datacenter.to_owned()),
-                None,
-            )
-            .await
-            .map_err(|source| Error::Failback {
-                datacenter: datacenter.to_owned(),
-                source,
-            })?;
+        write_failback(store.as_ref(), datacenter, ctx).await?;
         tracing::info!(
             cluster = %name,
             %namespace,
@@ -375,6 +396,7 @@ async fn request_failback(
     if let Some(version) = cluster.resource_version() {
         metadata["resourceVersion"] = serde_json::Value::String(version);
     }
+    ctx.writable()?;
     let api: Api<PbxCluster> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -388,6 +410,39 @@ async fn request_failback(
     .await
     .map_err(Error::Annotation)?;
     Ok(())
+}
+
+/// Puts the failback request: alone, a plain put; elected, a transaction fenced by the
+/// operator's leader key, so that a deposed leader's request is refused by etcd itself.
+async fn write_failback(store: &dyn Store, datacenter: &str, ctx: &Context) -> Result<(), Error> {
+    let failed = |source| Error::Failback {
+        datacenter: datacenter.to_owned(),
+        source,
+    };
+    let value = Bytes::from(datacenter.to_owned());
+    let Some(fence) = ctx.writable()? else {
+        return store
+            .put(failover::state::FAILBACK_KEY, value, None)
+            .await
+            .map(|_| ())
+            .map_err(failed);
+    };
+    let put = Op::Put {
+        key: failover::state::FAILBACK_KEY.to_owned(),
+        value,
+        lease: None,
+    };
+    match failover::leader::fenced_txn(store, fence, Vec::new(), vec![put])
+        .await
+        .map_err(failed)?
+    {
+        failover::leader::FencedOutcome::Applied(_) => Ok(()),
+        // No comparison of ours: any refusal is the fence's.
+        failover::leader::FencedOutcome::Deposed | failover::leader::FencedOutcome::Conflict => {
+            ctx.gate.deposed(fence);
+            Err(Error::NotLeader)
+        }
+    }
 }
 
 /// What the apply response says of a Deployment's readiness.
@@ -406,25 +461,29 @@ fn observe(desired: &Deployment, live: &Deployment) -> Option<WorkloadObservatio
     })
 }
 
-async fn server_side_apply<K>(
-    client: &Client,
-    namespace: &str,
-    object: &K,
-) -> Result<K, kube::Error>
+/// Applies `object` if this instance may still write.
+async fn server_side_apply<K>(ctx: &Context, namespace: &str, object: &K) -> Result<K, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
         + Clone
         + Debug
         + Serialize
         + DeserializeOwned,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    ctx.writable()?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(
         &object.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(object),
     )
     .await
+    .map_err(|source| Error::Apply {
+        kind: <K as k8s_openapi::Resource>::KIND,
+        name: object.name_any(),
+        source,
+    })
 }
 
 async fn write_status(
@@ -432,6 +491,7 @@ async fn write_status(
     ctx: &Context,
     status: &crate::resource::PbxClusterStatus,
 ) -> Result<(), Error> {
+    ctx.writable()?;
     let api: Api<PbxCluster> =
         Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
     let params = PatchParams {
@@ -457,6 +517,7 @@ async fn cleanup(cluster: &PbxCluster, ctx: &Context) -> Result<Action, Error> {
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     for dc in serving_datacenters(&cluster.spec) {
         let service = edge_sip_service_name(&name, &dc.name);
+        ctx.writable()?;
         match services.delete(&service, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.is_not_found() => {}
@@ -469,6 +530,8 @@ async fn cleanup(cluster: &PbxCluster, ctx: &Context) -> Result<Action, Error> {
         }
     }
     tracing::info!(cluster = %name, %namespace, "PbxCluster deleted: SIP Services released");
+    // The finalizer helper removes the finalizer when this returns: check once more.
+    ctx.writable()?;
     Ok(Action::await_change())
 }
 

@@ -10,6 +10,7 @@ pub mod crdgen;
 pub mod desired;
 pub mod failover_feed;
 pub mod failover_view;
+pub mod leadership;
 pub mod resource;
 pub mod status;
 

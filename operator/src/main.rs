@@ -1,6 +1,6 @@
 //! `calanque-operator`: `crd` prints the PbxCluster CRD; `run` runs the controller (flags →
-//! telemetry → Kubernetes client → CRD check → the failover state followed in etcd, when
-//! given → controller until SIGTERM/SIGINT).
+//! telemetry → Kubernetes client → CRD check → with etcd: the failover state followed and the
+//! campaign for the leadership → controller until SIGTERM/SIGINT → resign).
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use failover::leader::{Leadership, LeadershipConfig};
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use kube::api::{Api, ListParams};
 use operator::cli::{Cli, Command, RunArgs};
 use operator::controller::{self, Context};
+use operator::leadership::{self, WriteGate};
 use operator::{FailoverView, PbxCluster, SnapshotBoard, StateFeed};
 use store::etcd::{EtcdConfig, EtcdStore};
 
@@ -58,7 +60,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // (a new state reconciles them all) and failback requests are written there. Without it,
     // an empty board: each cluster's recorded failover state is carried over.
     let mut follower = None;
-    let (view, changes, store): (Arc<dyn FailoverView>, BoxStream<'static, ()>, _) =
+    let (view, failover_changes, store): (Arc<dyn FailoverView>, BoxStream<'static, ()>, _) =
         match &args.etcd {
             None => {
                 let board = SnapshotBoard::new();
@@ -80,7 +82,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 (Arc::new(feed), changes, Some(store))
             }
         };
-    let mut context = Context::new(client.clone(), view).with_metrics(metrics);
+    // With etcd, the instances (one per datacenter) elect the one that writes; alone, this
+    // one writes.
+    let leadership = store.as_ref().map(|store| {
+        Leadership::spawn(
+            store.clone(),
+            LeadershipConfig {
+                key: leadership::LEADER_KEY,
+                instance: instance_name(args.instance.as_deref()),
+                ttl: Duration::from_secs(args.lease_ttl_seconds),
+                // A quarter of the TTL: a follower takes a resigned or revoked leadership
+                // within a renewal period (a third).
+                campaign_every: Duration::from_secs(args.lease_ttl_seconds) / 4,
+            },
+        )
+    });
+    let gate = match &leadership {
+        Some(leadership) => WriteGate::Elected(leadership.handle()),
+        None => WriteGate::Alone,
+    };
+    let role_gauge = tokio::spawn(follow_role(gate.clone(), metrics.clone()));
+    // A follower answers every trigger with nothing, so becoming the leader reconciles all.
+    let changes = futures::stream::select(failover_changes, gate.acquisitions().boxed()).boxed();
+    let mut context = Context::new(client.clone(), view)
+        .with_metrics(metrics.clone())
+        .with_gate(gate);
     if let Some(store) = store {
         context = context.with_store(store);
     }
@@ -96,11 +122,45 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown_signal()?,
     )
     .await;
+    // The reconciles have finished: resign, so that the other instance takes over now rather
+    // than after the TTL.
+    role_gauge.abort();
+    if let Some(leadership) = leadership {
+        leadership.stop().await;
+    }
+    metrics.set_leader(leadership::LEADER_ROLE, false);
     if let Some(follower) = follower {
         follower.abort();
     }
     tracing::info!("calanque operator stopped");
     Ok(())
+}
+
+/// The name campaigned under: `--instance`, else the host name (the pod's name in
+/// Kubernetes), else one from the process id.
+fn instance_name(instance: Option<&str>) -> String {
+    instance
+        .map(str::to_owned)
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("calanque-operator-{}", std::process::id()))
+}
+
+/// Keeps `calanque_instance_leader{role="operator"}` on the leadership (1 alone).
+async fn follow_role(gate: WriteGate, metrics: telemetry::OperatorMetrics) {
+    let mut receiver = match gate {
+        WriteGate::Alone => {
+            metrics.set_leader(leadership::LEADER_ROLE, true);
+            return;
+        }
+        WriteGate::Elected(handle) => handle.subscribe(),
+    };
+    loop {
+        let leads = receiver.borrow_and_update().is_some();
+        metrics.set_leader(leadership::LEADER_ROLE, leads);
+        if receiver.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT; the handlers are installed when this returns.

@@ -14,6 +14,9 @@ use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
+use failover::leader::{Leadership, LeadershipConfig};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use super::*;
 use crate::failover_view::SnapshotBoard;
 use crate::fixtures::{cluster, dc_a_lost_snapshot, healthy_snapshot, t};
@@ -63,6 +66,11 @@ struct Behaviour {
     changed_meanwhile: bool,
     /// The failover store, read as each request arrives.
     store: Option<Arc<dyn Store>>,
+    /// Writing under this leadership (alone when `None`).
+    gate: Option<WriteGate>,
+    /// Once this many requests arrived, the leader's lease is revoked in `store` and the mock
+    /// waits for the leadership task to notice before it answers the last one.
+    revoke_after: Option<usize>,
 }
 
 /// A reconcile's requests, answered by the mock; runs until the client is dropped.
@@ -114,6 +122,9 @@ async fn serve(
         };
         let (status, answer) = answer(&request, &cluster, &behaviour);
         recorded.push(request);
+        if behaviour.revoke_after == Some(recorded.len()) {
+            depose(&behaviour).await;
+        }
         send.send_response(
             Response::builder()
                 .status(status)
@@ -193,6 +204,37 @@ fn answer(request: &Recorded, cluster: &PbxCluster, behaviour: &Behaviour) -> (S
     }
 }
 
+/// Revokes the lease of `behaviour`'s leader in its store, lets another instance take the
+/// leader key, and waits until the leadership task has seen it (within a renewal period).
+async fn depose(behaviour: &Behaviour) {
+    let (Some(gate), Some(store)) = (&behaviour.gate, &behaviour.store) else {
+        panic!("revoke_after needs a gate and a store");
+    };
+    let WriteGate::Elected(handle) = gate else {
+        panic!("revoke_after needs an elected gate");
+    };
+    let fence = handle.fence_at(Instant::now()).expect("leading");
+    store.revoke_lease(fence.lease).await.expect("revoked");
+    // The other instance takes the key at once (else the same instance would campaign again
+    // and lead on).
+    failover::leader::campaign(
+        store.as_ref(),
+        crate::leadership::LEADER_KEY,
+        "operator-dc-b",
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("the store answers")
+    .expect("the other instance leads");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while gate.leads() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the leadership task notices the revoked lease");
+}
+
 /// A context on a mocked client, `now` fixed, reading snapshots from `board`, with metrics
 /// (and the failover store, when given).
 fn context(
@@ -221,7 +263,10 @@ async fn reconcile_once(
     board: &SnapshotBoard,
     behaviour: Behaviour,
 ) -> (Result<Action, Error>, Vec<Recorded>, telemetry::Metrics) {
-    let (ctx, handle, registry) = context(board, behaviour.store.clone());
+    let (mut ctx, handle, registry) = context(board, behaviour.store.clone());
+    if let Some(gate) = &behaviour.gate {
+        ctx = ctx.with_gate(gate.clone());
+    }
     let server = tokio::spawn(serve(handle, cluster.clone(), behaviour));
     let ctx = Arc::new(ctx);
     let result = tokio::time::timeout(
@@ -924,4 +969,152 @@ async fn a_snapshot_naming_a_datacenter_the_cluster_does_not_serve_from_is_ignor
     let status = status_of(requests.last().unwrap());
     assert_eq!(status.active_datacenter.as_deref(), Some("dc-a"));
     assert!(status.failovers.is_empty() && status.outages.is_empty());
+}
+
+/// Leadership tasks for the operator's key on `store`, the TTL given, campaigning every 20 ms.
+fn campaigner(store: &Arc<dyn Store>, instance: &str, ttl: Duration) -> Leadership {
+    Leadership::spawn(
+        store.clone(),
+        LeadershipConfig {
+            key: crate::leadership::LEADER_KEY,
+            instance: instance.to_owned(),
+            ttl,
+            campaign_every: Duration::from_millis(20),
+        },
+    )
+}
+
+/// Waits until one of `instances` leads; returns (leader, the others).
+async fn elected(instances: Vec<Leadership>) -> (Leadership, Vec<Leadership>) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !instances.iter().any(|l| l.current().is_some()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a leader is elected");
+    let (mut leaders, others): (Vec<_>, Vec<_>) =
+        instances.into_iter().partition(|l| l.current().is_some());
+    assert_eq!(leaders.len(), 1, "exactly one leader");
+    (leaders.remove(0), others)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_sends_nothing_while_the_leader_reconciles() {
+    let (_dir, store) = failover_store().await;
+    let (leader, followers) = elected(vec![
+        campaigner(&store, "operator-dc-a", Duration::from_secs(5)),
+        campaigner(&store, "operator-dc-b", Duration::from_secs(5)),
+    ])
+    .await;
+    let follower = &followers[0];
+    let as_instance = |l: &Leadership| Behaviour {
+        store: Some(store.clone()),
+        gate: Some(WriteGate::Elected(l.handle())),
+        ..Behaviour::default()
+    };
+    // A new cluster (the finalizer), a live one, one asking for a failback, a deleted one:
+    // the follower sends nothing and writes nothing to the store.
+    let mut deleted = finalized(cluster());
+    deleted.metadata.deletion_timestamp = Some(Time(t("2026-11-29T11:00:00Z")));
+    for cluster in [
+        cluster(),
+        finalized(cluster()),
+        asking_failback("dc-a"),
+        deleted,
+    ] {
+        let (result, requests, _) =
+            reconcile_once(&cluster, &SnapshotBoard::new(), as_instance(follower)).await;
+        assert_eq!(result.expect("nothing to fail"), Action::await_change());
+        assert!(requests.is_empty(), "a follower wrote: {requests:#?}");
+    }
+    assert_eq!(store.get(FAILBACK_KEY).await.unwrap(), None);
+    // The leader does the work, its failback request fenced by its leadership.
+    let (result, requests, _) = reconcile_once(
+        &asking_failback("dc-a"),
+        &SnapshotBoard::new(),
+        as_instance(&leader),
+    )
+    .await;
+    result.expect("reconciled");
+    assert_annotation_removal(&requests[0]);
+    assert_eq!(requests[0].failback_key.as_deref(), Some("dc-a"));
+    assert_applies(&requests[1..28]);
+    status_of(&requests[28]);
+    leader.stop().await;
+    for follower in followers {
+        follower.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_deposed_mid_reconcile_stops_writing() {
+    let (_dir, store) = failover_store().await;
+    let (leader, _) = elected(vec![campaigner(
+        &store,
+        "operator-dc-a",
+        Duration::from_secs(1),
+    )])
+    .await;
+    let behaviour = Behaviour {
+        store: Some(store.clone()),
+        gate: Some(WriteGate::Elected(leader.handle())),
+        revoke_after: Some(5),
+        ..Behaviour::default()
+    };
+    let cluster = finalized(cluster());
+    let (result, requests, _) =
+        reconcile_once(&cluster, &SnapshotBoard::new(), behaviour.clone()).await;
+    let error = result.expect_err("stopped");
+    assert_eq!(error.kind(), "not_leader");
+    assert_eq!(
+        requests.len(),
+        5,
+        "no write after the lease went: {requests:#?}"
+    );
+    assert!(requests.iter().all(Recorded::is_apply));
+    // Not a failure to back off from: the new leader reconciles.
+    let (ctx, _, _) = context(&SnapshotBoard::new(), None);
+    assert_eq!(
+        error_policy(Arc::new(cluster), &error, Arc::new(ctx)),
+        Action::await_change()
+    );
+    leader.stop().await;
+}
+
+/// A leader whose lease was revoked before its task noticed still believes it leads: the
+/// failback request is refused by the fence in etcd, nothing is sent to the API server, and
+/// the leadership task is told at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leaders_failback_request_is_fenced_out() {
+    let (_dir, store) = failover_store().await;
+    // A long TTL: the task renews every 10 s, so only the refused write can tell it.
+    let (leader, _) = elected(vec![campaigner(
+        &store,
+        "operator-dc-a",
+        Duration::from_secs(30),
+    )])
+    .await;
+    let gate = WriteGate::Elected(leader.handle());
+    let fence = leader.current().expect("leading").fence;
+    store.revoke_lease(fence.lease).await.expect("revoked");
+    assert!(gate.leads(), "it does not know yet");
+    let behaviour = Behaviour {
+        store: Some(store.clone()),
+        gate: Some(gate.clone()),
+        ..Behaviour::default()
+    };
+    let (result, requests, _) =
+        reconcile_once(&asking_failback("dc-a"), &SnapshotBoard::new(), behaviour).await;
+    assert_eq!(result.expect_err("fenced out").kind(), "not_leader");
+    assert!(requests.is_empty(), "{requests:#?}");
+    assert_eq!(store.get(FAILBACK_KEY).await.unwrap(), None);
+    tokio::time::timeout(Duration::from_secs(1), async {
+        while gate.leads() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the leadership task stops leading at once");
+    leader.stop().await;
 }
