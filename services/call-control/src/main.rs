@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use call_control::service::{CallControlConfig, start_instrumented};
 use clap::Parser;
-use directory::{BusSpec, StoreSpec};
+use directory::{BusSpec, ClientTls, StoreSpec};
 
 /// The calanque call-control service.
 #[derive(Debug, Parser)]
@@ -25,6 +25,10 @@ struct Args {
     /// NATS servers, comma-separated.
     #[arg(long, env = "CALANQUE_NATS")]
     nats: String,
+    #[command(flatten)]
+    etcd_tls: store::cli::EtcdTlsArgs,
+    #[command(flatten)]
+    nats_tls: bus::cli::NatsTlsArgs,
     /// The SIP domain of every AOR (the edges' `--domain`, by default their realm).
     #[arg(long, env = "CALANQUE_DOMAIN", default_value = "calanque")]
     domain: String,
@@ -58,7 +62,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let store: StoreSpec = store.parse().context("the store")?;
     let bus: BusSpec = args.nats.parse().context("the bus")?;
-    let (store, bus) = directory::build(&store, &bus)
+    let tls = ClientTls {
+        etcd: args.etcd_tls.tls(),
+        nats: args.nats_tls.tls(),
+    };
+    let (store, bus) = directory::build(&store, &bus, &tls)
         .await
         .context("opening the store and the bus")?;
     let (store, bus) = (telemetry.store(store), telemetry.bus(bus));

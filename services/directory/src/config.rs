@@ -1,4 +1,5 @@
-//! The service's configuration: where its store and bus are, where it listens, its admin
+//! The service's configuration: where its store and bus are (and the client TLS towards
+//! them), where it listens, its admin
 //! tokens and limits. Parsed by `main.rs` from flags and environment; built directly by the
 //! all-in-one binary and by tests.
 
@@ -18,8 +19,8 @@ pub enum ConfigError {
     /// `--store` is neither `embedded:<path>` nor `etcd:<url>[,<url>…]`.
     #[error("store {0:?}: expected embedded:<path> or etcd:<url>[,<url>…]")]
     BadStore(String),
-    /// `--bus` is neither `in-process` nor `nats://host:port[,…]`.
-    #[error("bus {0:?}: expected in-process or nats://host:port[,nats://…]")]
+    /// `--bus` is neither `in-process` nor `nats://host:port[,…]` (or `tls://`).
+    #[error("bus {0:?}: expected in-process or nats://host:port[,nats://…] (or tls://…)")]
     BadBus(String),
     /// No admin token is configured (the API would accept nobody).
     #[error("no admin token: give --token-file or set {ENV_TOKEN}")]
@@ -66,8 +67,16 @@ impl FromStr for StoreSpec {
 pub enum BusSpec {
     /// The in-process bus (all-in-one).
     InProcess,
-    /// NATS servers.
+    /// NATS servers (`nats://`, or `tls://` for TLS).
     Nats(Vec<String>),
+}
+
+/// Client TLS towards etcd and NATS (ADR 0019). The default gives no file: `https://`
+/// endpoints and `tls://` servers then trust the system's roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    pub etcd: store::etcd::EtcdTls,
+    pub nats: bus::nats::NatsTls,
 }
 
 impl FromStr for BusSpec {
@@ -82,7 +91,8 @@ impl FromStr for BusSpec {
             .filter(|u| !u.is_empty())
             .map(str::to_owned)
             .collect();
-        if urls.is_empty() || !urls.iter().all(|u| u.starts_with("nats://")) {
+        let nats = |u: &String| u.starts_with("nats://") || u.starts_with("tls://");
+        if urls.is_empty() || !urls.iter().all(nats) {
             return Err(ConfigError::BadBus(s.to_owned()));
         }
         Ok(BusSpec::Nats(urls))
@@ -155,6 +165,10 @@ mod tests {
         assert_eq!(
             "nats://127.0.0.1:4222".parse::<BusSpec>().unwrap(),
             BusSpec::Nats(vec!["nats://127.0.0.1:4222".into()])
+        );
+        assert_eq!(
+            "tls://a:4222,tls://b:4222".parse::<BusSpec>().unwrap(),
+            BusSpec::Nats(vec!["tls://a:4222".into(), "tls://b:4222".into()])
         );
         assert!("http://x".parse::<BusSpec>().is_err());
     }

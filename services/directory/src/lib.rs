@@ -27,7 +27,7 @@ use store::Store;
 use store::embedded::EmbeddedStore;
 use store::etcd::{EtcdConfig, EtcdStore};
 
-pub use config::{BusSpec, Config, StoreSpec};
+pub use config::{BusSpec, ClientTls, Config, StoreSpec};
 pub use error::ServiceError;
 pub use service::{Handle, StartError};
 
@@ -42,15 +42,17 @@ pub enum BuildError {
     Bus(#[from] bus::BusError),
 }
 
-/// Opens the store and the bus named by the specs.
+/// Opens the store and the bus named by the specs, with `tls` towards etcd and NATS (unused
+/// by the embedded store and the in-process bus).
 pub async fn build(
     store: &StoreSpec,
     bus: &BusSpec,
+    tls: &ClientTls,
 ) -> Result<(Arc<dyn Store>, Arc<dyn Bus>), BuildError> {
     let store: Arc<dyn Store> = match store {
         StoreSpec::Embedded(path) => Arc::new(EmbeddedStore::open(path).await?),
         StoreSpec::Etcd(endpoints) => {
-            let mut config = EtcdConfig::new(endpoints.clone());
+            let mut config = EtcdConfig::new(endpoints.clone()).with_tls(tls.etcd.clone());
             config.request_timeout = std::time::Duration::from_secs(3);
             Arc::new(EtcdStore::connect(&config).await?)
         }
@@ -58,7 +60,10 @@ pub async fn build(
     let bus: Arc<dyn Bus> = match bus {
         BusSpec::InProcess => Arc::new(InProcessBus::new(Default::default())),
         BusSpec::Nats(servers) => Arc::new(
-            NatsBus::connect(NatsOptions::new("calanque-directory", servers.clone())).await?,
+            NatsBus::connect(
+                NatsOptions::new("calanque-directory", servers.clone()).with_tls(tls.nats.clone()),
+            )
+            .await?,
         ),
     };
     Ok((store, bus))
@@ -75,4 +80,54 @@ pub async fn run(
     shutdown.await;
     handle.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use store::etcd::{ClientIdentity, EtcdTls};
+    use testkit::etcd::EtcdServer;
+    use testkit::nats::NatsServer;
+    use testkit::tls::TestPki;
+
+    use super::*;
+
+    /// What the cluster binaries do with their TLS flags: `build` reaches an etcd and a
+    /// nats-server that both require client certificates.
+    #[tokio::test]
+    async fn build_reaches_etcd_and_nats_over_mutual_tls() {
+        let pki = TestPki::generate().expect("PKI");
+        let etcd = EtcdServer::start_tls(&pki).expect("etcd");
+        let nats = NatsServer::start_tls(&pki).expect("nats-server");
+        let tls = ClientTls {
+            etcd: EtcdTls {
+                ca_file: Some(pki.ca_file()),
+                identity: Some(ClientIdentity {
+                    cert_file: pki.client_cert_file(),
+                    key_file: pki.client_key_file(),
+                }),
+            },
+            nats: bus::nats::NatsTls {
+                ca_file: Some(pki.ca_file()),
+                identity: Some(bus::nats::ClientIdentity {
+                    cert_file: pki.client_cert_file(),
+                    key_file: pki.client_key_file(),
+                }),
+            },
+        };
+        let store_spec: StoreSpec = format!("etcd:{}", etcd.endpoint()).parse().expect("spec");
+        let bus_spec: BusSpec = nats.url().parse().expect("spec");
+        let (store, bus) = build(&store_spec, &bus_spec, &tls).await.expect("build");
+        store
+            .put("tls-probe", Bytes::from_static(b"1"), None)
+            .await
+            .expect("put over TLS");
+        bus.flush().await.expect("flush over TLS");
+
+        let refused = build(&store_spec, &bus_spec, &ClientTls::default()).await;
+        assert!(
+            refused.is_err(),
+            "NATS without a client certificate is refused"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use directory::api::BearerToken;
 use directory::config::ENV_TOKEN;
-use directory::{BusSpec, Config, StoreSpec};
+use directory::{BusSpec, ClientTls, Config, StoreSpec};
 
 /// The calanque directory service.
 #[derive(Debug, Parser)]
@@ -21,9 +21,13 @@ struct Args {
         default_value = "embedded:directory.redb"
     )]
     store: StoreSpec,
-    /// `in-process` or `nats://host:port[,…]`.
+    /// `in-process` or `nats://host:port[,…]` (`tls://` for TLS).
     #[arg(long, env = "CALANQUE_DIRECTORY_BUS", default_value = "in-process")]
     bus: BusSpec,
+    #[command(flatten)]
+    etcd_tls: store::cli::EtcdTlsArgs,
+    #[command(flatten)]
+    nats_tls: bus::cli::NatsTlsArgs,
     /// REST listen address.
     #[arg(
         long,
@@ -71,7 +75,11 @@ async fn main() -> anyhow::Result<()> {
     config.grpc = Some(args.grpc);
     config.realm = args.realm;
     config.validate()?;
-    let (store, bus) = directory::build(&args.store, &args.bus)
+    let tls = ClientTls {
+        etcd: args.etcd_tls.tls(),
+        nats: args.nats_tls.tls(),
+    };
+    let (store, bus) = directory::build(&args.store, &args.bus, &tls)
         .await
         .context("opening the store and the bus")?;
     let (store, bus) = (telemetry.store(store), telemetry.bus(bus));

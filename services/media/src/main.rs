@@ -45,6 +45,8 @@ struct Args {
     /// NATS servers, comma-separated.
     #[arg(long, env = "CALANQUE_NATS")]
     nats: String,
+    #[command(flatten)]
+    nats_tls: bus::cli::NatsTlsArgs,
     /// This replica's unique name, one subject token (the pod name in Kubernetes): its
     /// control subject is `calanque.v1.media.<id>.control`.
     #[arg(long, env = "CALANQUE_MEDIA_ID", default_value = "media-1")]
@@ -109,10 +111,10 @@ async fn main() -> anyhow::Result<()> {
         .map(str::trim)
         .map(str::to_owned)
         .collect();
-    let bus = NatsBus::connect(NatsOptions::new(
-        format!("calanque-media-{}", args.media_id),
-        servers,
-    ))
+    let bus = NatsBus::connect(
+        NatsOptions::new(format!("calanque-media-{}", args.media_id), servers)
+            .with_tls(args.nats_tls.tls()),
+    )
     .await
     .context("connecting to NATS")?;
     let pairs = media.available_pairs();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use directory::{BusSpec, StoreSpec};
+use directory::{BusSpec, ClientTls, StoreSpec};
 use sip_core::digest::Algorithm;
 use sip_edge::EdgeConfig;
 use sip_edge::config::TlsFiles;
@@ -20,6 +20,11 @@ struct Args {
     /// This replica's unique name (the pod name in Kubernetes).
     #[arg(long, env = "CALANQUE_EDGE_ID", default_value = "edge-1")]
     edge_id: String,
+    /// This edge's datacenter (the PbxCluster's datacenter name), written into every flow it
+    /// reports: call-control moves a call's legs off the edges of a datacenter the failover
+    /// marks failed (ADR 0020).
+    #[arg(long, env = "CALANQUE_DATACENTER", default_value = "")]
+    datacenter: String,
     /// `udp:IP:PORT`, `tcp:IP:PORT` or `tls:IP:PORT`; repeat for several.
     #[arg(
         long = "listen",
@@ -43,6 +48,10 @@ struct Args {
     /// NATS servers, comma-separated; without it the bus is in-process (all-in-one).
     #[arg(long, env = "CALANQUE_NATS")]
     nats: Option<String>,
+    #[command(flatten)]
+    etcd_tls: store::cli::EtcdTlsArgs,
+    #[command(flatten)]
+    nats_tls: bus::cli::NatsTlsArgs,
     /// The digest realm the directory's HA1s were computed with.
     #[arg(long, env = "CALANQUE_REALM", default_value = "calanque")]
     realm: String,
@@ -113,7 +122,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = &args.data_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let (store, bus) = directory::build(&store, &bus)
+    let tls = ClientTls {
+        etcd: args.etcd_tls.tls(),
+        nats: args.nats_tls.tls(),
+    };
+    let (store, bus) = directory::build(&store, &bus, &tls)
         .await
         .context("opening the store and the bus")?;
     let (store, bus) = (telemetry.store(store), telemetry.bus(bus));
@@ -145,6 +158,7 @@ fn config_from(args: &Args) -> anyhow::Result<EdgeConfig> {
         }
     };
     let mut config = EdgeConfig::new(args.edge_id.clone(), args.realm.clone(), nonce_key);
+    config.datacenter = args.datacenter.clone();
     config.listen = args.listen.clone();
     if let Some(domain) = &args.domain {
         config.domain = domain.clone();

@@ -5,6 +5,9 @@
 //! each time the cache's revision moves. Reads lookups from stdin, one per line, and answers
 //! each on one line: `device <sip username>`, `extension <number>`, `user <id>`,
 //! `cos <name>` → `found <kind> <id> <detail>` or `none`. Exits when stdin closes.
+//!
+//! An `https://` endpoint takes its TLS files from the services' environment variables
+//! `CALANQUE_ETCD_CA_FILE`, `CALANQUE_ETCD_CERT_FILE` and `CALANQUE_ETCD_KEY_FILE` (ADR 0019).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -12,7 +15,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use directory_client::DirectoryCache;
-use store::etcd::{EtcdConfig, EtcdStore};
+use store::etcd::{ClientIdentity, EtcdConfig, EtcdStore, EtcdTls};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::main(flavor = "current_thread")]
@@ -26,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (Some("--etcd"), Some(endpoint)) => endpoint,
         _ => return Err("usage: dircache-probe --etcd <http://host:port>".into()),
     };
-    let store = EtcdStore::connect(&EtcdConfig::new([endpoint])).await?;
+    let store = EtcdStore::connect(&EtcdConfig::new([endpoint]).with_tls(tls_from_env()?)).await?;
     let cache = DirectoryCache::start(Arc::new(store)).await?;
     let mut changes = cache.changes();
     say(&format!("ready {} {}", cache.revision(), cache.len()));
@@ -72,6 +75,26 @@ fn lookup(cache: &DirectoryCache, line: &str) -> String {
         _ => return format!("error unknown lookup {what:?}"),
     };
     found.map_or_else(|| "none".to_owned(), |f| format!("found {f}"))
+}
+
+/// The services' etcd TLS variables (a probe has no clap to share their flags).
+fn tls_from_env() -> Result<EtcdTls, Box<dyn std::error::Error>> {
+    let var = |name: &str| std::env::var_os(name).map(std::path::PathBuf::from);
+    let identity = match (
+        var("CALANQUE_ETCD_CERT_FILE"),
+        var("CALANQUE_ETCD_KEY_FILE"),
+    ) {
+        (Some(cert_file), Some(key_file)) => Some(ClientIdentity {
+            cert_file,
+            key_file,
+        }),
+        (None, None) => None,
+        _ => return Err("CALANQUE_ETCD_CERT_FILE and CALANQUE_ETCD_KEY_FILE go together".into()),
+    };
+    Ok(EtcdTls {
+        ca_file: var("CALANQUE_ETCD_CA_FILE"),
+        identity,
+    })
 }
 
 fn say(line: &str) {
