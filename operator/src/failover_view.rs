@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::watch;
 
-use crate::budget::Period;
+use crate::budget::{Move, Period};
 use crate::resource::{
     DatacenterHealth, FailoverRecord, HISTORY_LIMIT, OutageRecord, PbxClusterSpec,
     PbxClusterStatus, serving_datacenters,
@@ -224,17 +224,26 @@ impl FailoverSnapshot {
         )
     }
 
-    /// Failover periods for the error budget (all of them, not only the newest kept).
-    pub fn failover_periods(&self) -> Vec<Period> {
+    /// The moves for the error budget, completed and running (all of them, not only the
+    /// newest kept).
+    pub fn moves(&self) -> Vec<Move> {
         self.history
             .iter()
-            .map(|f| Period {
-                start: f.started_at,
-                end: Some(f.completed_at),
+            .map(|f| Move {
+                from: f.from.clone(),
+                to: f.to.clone(),
+                period: Period {
+                    start: f.started_at,
+                    end: Some(f.completed_at),
+                },
             })
-            .chain(self.running.iter().map(|f| Period {
-                start: f.started_at,
-                end: None,
+            .chain(self.running.iter().map(|f| Move {
+                from: f.from.clone(),
+                to: f.to.clone(),
+                period: Period {
+                    start: f.started_at,
+                    end: None,
+                },
             }))
             .collect()
     }

@@ -256,9 +256,10 @@ pub fn build_status(
     let states = conditions(cluster, workloads, snapshot);
     let budget_input = BudgetInput {
         objective: &cluster.spec.slo.objective,
-        failovers: snapshot.failover_periods(),
+        active: &snapshot.active_datacenter,
+        moves: snapshot.moves(),
         serving_outages: serving_datacenters(&cluster.spec)
-            .map(|dc| snapshot.outage_periods(&dc.name))
+            .map(|dc| (dc.name.clone(), snapshot.outage_periods(&dc.name)))
             .collect(),
     };
     PbxClusterStatus {
