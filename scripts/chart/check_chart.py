@@ -152,6 +152,9 @@ def effective_values(values: Obj) -> Obj:
 
 
 ETCD_TLS_DIR = "/etc/calanque/tls/etcd"
+NATS_TLS_DIR = "/etc/calanque/tls/nats"
+# The binaries' client TLS variables (ADR 0019), per store/bus: where the Secret is mounted.
+CLIENT_TLS_DIRS = {"ETCD": ETCD_TLS_DIR, "NATS": NATS_TLS_DIR}
 
 
 def expected_etcd(values: Obj) -> tuple[list[str], str]:
@@ -167,21 +170,46 @@ def expected_etcd(values: Obj) -> tuple[list[str], str]:
     return [], ""
 
 
-def etcd_tls_errors(where: str, pod: Obj, container: Obj, secret: str) -> Errors:
-    """The etcd client TLS Secret mounted read-only at ETCD_TLS_DIR when there is one, and
-    no such volume when there is none."""
+def expected_failover_nats_tls(values: Obj) -> str:
+    """The NATS client TLS Secret of the failover controller: the PbxCluster's, when it has
+    NATS URLs (the controller gets --nats only then)."""
+    nats = effective_values(values)["pbxCluster"]["spec"].get("nats") or {}
+    return (nats.get("tlsSecret") or "") if nats.get("urls") else ""
+
+
+def client_tls_errors(where: str, pod: Obj, container: Obj, secrets: dict[str, str]) -> Errors:
+    """Per kind (ETCD, NATS): the client TLS Secret mounted read-only at its directory and the
+    binaries' CALANQUE_<KIND>_{CA,CERT,KEY}_FILE naming the mounted ca.crt, tls.crt, tls.key
+    when there is one; neither mount nor variable when there is none; no other Secret volume."""
     errors = []
     volumes = {
         v.get("name"): (v.get("secret") or {}).get("secretName")
         for v in pod.get("volumes") or []
         if "secret" in v
     }
-    mounts = [m for m in container.get("volumeMounts") or [] if m.get("mountPath") == ETCD_TLS_DIR]
-    if secret:
-        if len(mounts) != 1 or volumes.get(mounts[0].get("name")) != secret or mounts[0].get("readOnly") is not True:
-            errors.append(f"{where}: the etcd TLS Secret {secret!r} is not mounted read-only at {ETCD_TLS_DIR}")
-    elif mounts or volumes:
-        errors.append(f"{where}: mounts Secrets {sorted(volumes.values())} with no etcd tlsSecret given")
+    env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+    for kind, directory in CLIENT_TLS_DIRS.items():
+        secret = secrets.get(kind, "")
+        label = kind.lower()
+        mounts = [m for m in container.get("volumeMounts") or [] if m.get("mountPath") == directory]
+        files = {
+            f"CALANQUE_{kind}_{part}_FILE": f"{directory}/{name}"
+            for part, name in (("CA", "ca.crt"), ("CERT", "tls.crt"), ("KEY", "tls.key"))
+        }
+        if secret:
+            if len(mounts) != 1 or volumes.get(mounts[0].get("name")) != secret or mounts[0].get("readOnly") is not True:
+                errors.append(f"{where}: the {label} TLS Secret {secret!r} is not mounted read-only at {directory}")
+            for variable, path in files.items():
+                if env.get(variable) != path:
+                    errors.append(f"{where}: {variable} is {env.get(variable)!r}, expected {path!r}")
+        else:
+            if mounts:
+                errors.append(f"{where}: mounts {directory} with no {label} tlsSecret given")
+            if any(variable in env for variable in files):
+                errors.append(f"{where}: sets CALANQUE_{kind}_*_FILE with no {label} tlsSecret given")
+    unexpected = set(volumes.values()) - {secret for secret in secrets.values() if secret}
+    if unexpected:
+        errors.append(f"{where}: mounts Secrets {sorted(unexpected)} that no tlsSecret names")
     return errors
 
 
@@ -764,7 +792,7 @@ def operator_errors(rendered: Rendered, values: Obj) -> Errors:
                 f"{where}: CALANQUE_ETCD is {etcd!r}, expected {','.join(endpoints) or 'absent'} "
                 "(etcd.endpoints, else the chart's PbxCluster's)"
             )
-        errors += etcd_tls_errors(where, pod, operator, tls_secret)
+        errors += client_tls_errors(where, pod, operator, {"ETCD": tls_secret})
     services = [
         s
         for s in rendered.of_kind("Service")
@@ -929,7 +957,9 @@ def failover_errors(rendered: Rendered, values: Obj) -> Errors:
             get = (container.get(probe) or {}).get("httpGet") or {}
             if get.get("path") != path or get.get("port") not in ("metrics", f["port"]):
                 errors.append(f"{where}: {probe} is not GET {path} on the metrics port ({get})")
-        errors += etcd_tls_errors(where, pod, container, tls_secret)
+        errors += client_tls_errors(
+            where, pod, container, {"ETCD": tls_secret, "NATS": expected_failover_nats_tls(values)}
+        )
     # The ServiceAccount: token never mounted, bound to nothing.
     accounts = of_component(rendered, "ServiceAccount", "failover")
     want_account = bool(expected) and f["serviceAccount"]["create"]
@@ -1795,6 +1825,24 @@ def self_test() -> Errors:
     def failover_container(d: Obj) -> Obj:
         return d["spec"]["template"]["spec"]["containers"][0]
 
+    expect(
+        "policy: a failover controller without the etcd client TLS variables is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(
+            lambda d: failover_container(d).update(
+                env=[e for e in failover_container(d)["env"] if e["name"] != "CALANQUE_ETCD_KEY_FILE"]
+            )
+        ),
+    )
+    expect(
+        "policy: a failover controller without the NATS TLS Secret mounted is rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(
+            lambda d: failover_container(d).update(
+                volumeMounts=[m for m in failover_container(d)["volumeMounts"] if m["name"] != "nats-tls"]
+            )
+        ),
+    )
     expect(
         "policy: a failover container with a writable root filesystem is rejected",
         lambda: policy_errors(example, example_vals),

@@ -155,6 +155,27 @@ comes from one place: etcd.tlsSecret without etcd.endpoints fails.
 /etc/calanque/tls/etcd
 {{- end }}
 
+{{/* Where the NATS client TLS Secret is mounted (the path the operator gives the services). */}}
+{{- define "calanque.nats.tlsDir" -}}
+/etc/calanque/tls/nats
+{{- end }}
+
+{{/*
+The client TLS variables of the binaries (ADR 0019) for a Secret with ca.crt, tls.crt and
+tls.key mounted at a directory: (list "ETCD" <dir>) or (list "NATS" <dir>). Variables rather
+than flags: a binary reads them through the same clap arguments as --etcd-ca-file and the rest.
+*/}}
+{{- define "calanque.clientTlsEnv" -}}
+{{- $name := index . 0 }}
+{{- $dir := index . 1 }}
+- name: CALANQUE_{{ $name }}_CA_FILE
+  value: {{ printf "%s/ca.crt" $dir | quote }}
+- name: CALANQUE_{{ $name }}_CERT_FILE
+  value: {{ printf "%s/tls.crt" $dir | quote }}
+- name: CALANQUE_{{ $name }}_KEY_FILE
+  value: {{ printf "%s/tls.key" $dir | quote }}
+{{- end }}
+
 {{/* The failover controller's objects. */}}
 {{- define "calanque.failover.fullname" -}}
 {{- printf "%s-failover" (include "calanque.fullname" .) | trunc 63 | trimSuffix "-" }}
