@@ -1,4 +1,5 @@
-//! The operator's metrics (`docs/metrics.md`, failover rows): leadership, each datacenter's
+//! The operator's metrics (`docs/metrics.md`, failover rows): leadership (the failover
+//! controller's and the reconciler's, by `role`), each datacenter's
 //! health as the failover controller sees it, and whether a failover is in progress.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -51,7 +52,8 @@ impl OperatorMetrics {
         operator
     }
 
-    /// Whether this instance holds `role` (e.g. `failover-controller`).
+    /// Whether this instance holds `role` (`failover-controller`, or `operator` for the
+    /// PbxCluster reconciler's leadership).
     pub fn set_leader(&self, role: &'static str, holds: bool) {
         self.leader
             .get_or_create(&Role { role })
