@@ -132,6 +132,7 @@ mod tests {
                 remote: "ignored:1".to_owned(),
                 local: "198.51.100.1:5070".to_owned(),
                 edge_id: "edge-a".to_owned(),
+                datacenter: "dc-a".to_owned(),
             },
             device_id: "dev-1".to_owned(),
             user_agent: "Phone/2".to_owned(),
@@ -143,6 +144,10 @@ mod tests {
             "remote is the received address"
         );
         assert_eq!(decoded.flow.edge_id, "edge-a");
+        assert_eq!(
+            decoded.flow.datacenter, "dc-a",
+            "call-control moves legs by it"
+        );
         assert_eq!(decoded.device_id, "dev-1");
         assert_eq!(decoded.user_agent, "Phone/2");
     }

@@ -81,6 +81,10 @@ pub fn media_control(media_id: &str) -> String {
 /// relays for call-control.
 pub const MEDIA_EVENTS: &str = "calanque.v1.media.events";
 
+/// `calanque.v1.media.heartbeats`: [`crate::v1::MediaHeartbeat`], published by every media relay
+/// replica each interval and read by every call-control replica (ADR 0020).
+pub const MEDIA_HEARTBEATS: &str = "calanque.v1.media.heartbeats";
+
 /// `calanque.v1.calls.records`: [`crate::v1::CallRecord`], one per ended call, published by
 /// call-control (ADR 0013).
 pub const CALL_RECORDS: &str = "calanque.v1.calls.records";
@@ -118,6 +122,8 @@ pub mod types {
     pub const MEDIA_REPLY: &str = "calanque.v1.MediaReply";
     /// [`crate::v1::MediaEvent`].
     pub const MEDIA_EVENT: &str = "calanque.v1.MediaEvent";
+    /// [`crate::v1::MediaHeartbeat`].
+    pub const MEDIA_HEARTBEAT: &str = "calanque.v1.MediaHeartbeat";
     /// [`crate::v1::CallRecord`].
     pub const CALL_RECORD: &str = "calanque.v1.CallRecord";
     /// [`crate::v1::FailoverState`].
@@ -200,6 +206,7 @@ mod tests {
             MEDIA_ALLOCATE.to_owned(),
             media_control("media-1"),
             MEDIA_EVENTS.to_owned(),
+            MEDIA_HEARTBEATS.to_owned(),
             CALL_RECORDS.to_owned(),
             FAILOVER_STATE.to_owned(),
         ];
@@ -210,7 +217,7 @@ mod tests {
     #[test]
     fn every_publish_subject_is_a_valid_versioned_nats_subject() {
         let subjects = all_subjects();
-        assert_eq!(subjects.len(), 11 + ENTRY_KINDS.len());
+        assert_eq!(subjects.len(), 12 + ENTRY_KINDS.len());
         for subject in subjects {
             assert!(is_valid_subject(&subject, false), "{subject}");
             assert!(subject.starts_with("calanque.v1."), "{subject}");
@@ -276,6 +283,10 @@ mod tests {
         assert_eq!(types::MEDIA_EVENT, crate::v1::MediaEvent::full_name());
         assert_eq!(types::CALL_RECORD, crate::v1::CallRecord::full_name());
         assert_eq!(types::FAILOVER_STATE, crate::v1::FailoverState::full_name());
+        assert_eq!(
+            types::MEDIA_HEARTBEAT,
+            crate::v1::MediaHeartbeat::full_name()
+        );
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct TlsFiles {
 pub struct EdgeConfig {
     /// This replica's name, unique in the deployment (the pod name): bans and flows name it.
     pub edge_id: String,
+    /// This edge's datacenter, written into every flow it reports (`Flow.datacenter`), so that
+    /// call-control knows which legs to move when the failover marks a datacenter failed
+    /// (ADR 0020). Empty: not said.
+    pub datacenter: String,
     /// Where to listen.
     pub listen: Vec<ListenSpec>,
     /// PEM certificate chain and private key for `tls:` listeners.
@@ -66,6 +70,7 @@ impl EdgeConfig {
         let realm = realm.into();
         EdgeConfig {
             edge_id: edge_id.into(),
+            datacenter: String::new(),
             listen: Vec::new(),
             tls: None,
             domain: realm.clone(),

@@ -892,6 +892,7 @@ impl Engine {
             remote: source.to_string(),
             local,
             edge_id: self.config.edge_id.clone(),
+            datacenter: self.config.datacenter.clone(),
         }
     }
 

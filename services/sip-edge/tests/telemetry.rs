@@ -389,6 +389,7 @@ async fn a_hand_off_carries_the_trace_to_call_control_and_a_send_continues_call_
             remote: callee.local_addr().unwrap().to_string(),
             local: String::new(),
             edge_id: "edge-traced".into(),
+            datacenter: String::new(),
         }),
         reply_subject: "test.results".into(),
     };
