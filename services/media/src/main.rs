@@ -51,6 +51,15 @@ struct Args {
     /// control subject is `calanque.v1.media.<id>.control`.
     #[arg(long, env = "CALANQUE_MEDIA_ID", default_value = "media-1")]
     media_id: String,
+    /// This replica's datacenter (the PbxCluster's datacenter name), announced in its
+    /// heartbeats: call-control moves the calls it relays when it or its datacenter is lost.
+    #[arg(long, env = "CALANQUE_DATACENTER", default_value = "")]
+    datacenter: String,
+    /// Milliseconds between heartbeats; call-control declares the replica dead after three
+    /// silent intervals and moves its calls to another (ADR 0020).
+    #[arg(long, env = "CALANQUE_MEDIA_HEARTBEAT_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    heartbeat_ms: u64,
     /// Address the RTP/RTCP sockets are bound to.
     #[arg(
         long,
@@ -119,9 +128,17 @@ async fn main() -> anyhow::Result<()> {
     .context("connecting to NATS")?;
     let pairs = media.available_pairs();
     let bus = telemetry.bus(Arc::new(bus));
-    let server = media::bus::serve(Arc::new(media), events, &args.media_id, bus)
+    let media = Arc::new(media);
+    let server = media::bus::serve(media.clone(), events, &args.media_id, bus.clone())
         .await
         .context("serving the media control API on the bus")?;
+    let _heartbeats = media::heartbeat::publish_heartbeats(
+        bus,
+        args.media_id.clone(),
+        args.datacenter.clone(),
+        Duration::from_millis(args.heartbeat_ms),
+        move || media.session_count(),
+    );
     telemetry.readiness.set("started", true);
     tracing::info!(media_id = %args.media_id, pairs, "media relay ready");
     tokio::select! {
