@@ -26,9 +26,11 @@
 mod call;
 pub mod hunt;
 mod messages;
+mod reanchor;
 mod session_timer;
 mod snapshot;
 
+pub use reanchor::{CAUSE_REANCHOR_FAILED, ReofferError};
 pub use snapshot::{EstablishedCall, call_key};
 
 use std::collections::{HashMap, VecDeque};
@@ -730,10 +732,14 @@ impl B2bua {
         edge_id: String,
         handle: String,
         request: Request,
-        _flow: Flow,
+        flow: Flow,
         out: &mut Vec<Action>,
     ) {
         let call_id = request.headers.call_id().unwrap_or_default().to_owned();
+        if let Some(&id) = self.by_call_id.get(&call_id) {
+            let from_caller = self.calls.get(&id).is_some_and(|c| c.a_call_id == call_id);
+            self.follow_flow(id, from_caller, flow);
+        }
         let Some(&id) = self.by_call_id.get(&call_id) else {
             if !handle.is_empty() {
                 let response = sip_msg::build_response(
@@ -980,6 +986,7 @@ impl B2bua {
         }
         let relay = if status < 200 {
             match self.relays.get(call_ref) {
+                Some(relay) if relay.handle.is_empty() => return, // our own offer: no one to tell
                 Some(relay) => relay.clone(),
                 None => return,
             }
@@ -990,6 +997,9 @@ impl B2bua {
                 None => return,
             }
         };
+        if status >= 300 && self.own_offer_failed(now, &relay, status, out) {
+            return;
+        }
         let mut answer = sip_msg::build_response(&relay.request, response.status, None);
         answer.reason = response.reason.clone();
         if let Some(call) = self.calls.get(&relay.call) {
@@ -1020,11 +1030,13 @@ impl B2bua {
         if status == SESSION_INTERVAL_TOO_SMALL.as_u16() {
             session_timer::copy_min_se(&response, &mut answer);
         }
-        out.push(Action::Respond {
-            edge_id: relay.edge_id.clone(),
-            handle: relay.handle.clone(),
-            response: Box::new(answer),
-        });
+        if !relay.handle.is_empty() {
+            out.push(Action::Respond {
+                edge_id: relay.edge_id.clone(),
+                handle: relay.handle.clone(),
+                response: Box::new(answer),
+            });
+        }
         if let Some(interval) = refreshed {
             self.refreshed(now, relay.call, interval, out);
         }

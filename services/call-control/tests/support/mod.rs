@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod answered;
+
 use std::time::{Duration, Instant};
 
 use call_control::b2bua::{Action, B2bua, B2buaConfig};
@@ -15,6 +17,7 @@ pub(crate) fn flow(edge: &str, remote: &str) -> Flow {
         remote: remote.into(),
         local: "127.0.0.1:5070".into(),
         edge_id: edge.into(),
+        datacenter: String::new(),
     }
 }
 
