@@ -30,6 +30,9 @@ pub struct Phone {
     password: String,
     realm: String,
     seq: u32,
+    /// The CSeq of the last REGISTER: it grows across registrations (same Call-ID, RFC 3261
+    /// §10.2: a registrar refuses one that goes back).
+    register_cseq: u32,
 }
 
 impl Phone {
@@ -45,6 +48,7 @@ impl Phone {
             password: password.into(),
             realm: realm.into(),
             seq: 0,
+            register_cseq: 0,
         }
     }
 
@@ -121,7 +125,9 @@ impl Phone {
     /// Registers (answering the 401); panics unless it gets 200.
     pub async fn register(&mut self) {
         let mut auth = String::new();
-        for cseq in 1..=2 {
+        for _ in 1..=2 {
+            self.register_cseq += 1;
+            let cseq = self.register_cseq;
             let branch = self.branch();
             let text = format!(
                 "REGISTER sip:{r} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch={branch};rport\r\n\

@@ -94,6 +94,7 @@ async fn a_call_moves_every_services_counters_and_is_one_trace_across_them() {
     let mut cluster = Cluster::start(ClusterOptions {
         relay: true,
         otlp: Some(otlp),
+        ..ClusterOptions::default()
     })
     .await;
     let _call_control = cluster.call_control("cc-o").await;
@@ -148,7 +149,7 @@ async fn a_call_moves_every_services_counters_and_is_one_trace_across_them() {
     // Every service is ready, and its counters moved.
     let expectations: [(&str, &[&str]); 4] = [
         (
-            "edge",
+            "edge-k",
             &[
                 r#"calanque_sip_requests_total{method="INVITE",transport="udp"}"#,
                 r#"calanque_sip_requests_total{method="REGISTER",transport="udp"}"#,
@@ -167,7 +168,7 @@ async fn a_call_moves_every_services_counters_and_is_one_trace_across_them() {
             ],
         ),
         (
-            "media",
+            "media-k",
             &[
                 r#"calanque_media_packets_total{kind="rtp",outcome="relayed"}"#,
                 "calanque_bus_connected",
@@ -203,7 +204,7 @@ async fn a_call_moves_every_services_counters_and_is_one_trace_across_them() {
             "{service}: calanque_ready:\n{text}"
         );
     }
-    let media = get(cluster.endpoints("media"), "/metrics").await.1;
+    let media = get(cluster.endpoints("media-k"), "/metrics").await.1;
     assert!(
         sample(
             &media,

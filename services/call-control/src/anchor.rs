@@ -14,6 +14,17 @@ use media::{AllocateRequest, MediaControl};
 
 use crate::b2bua::EstablishedCall;
 
+/// Why a call could not be moved to a new relay session.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReanchorError {
+    #[error("the call is not anchored here")]
+    NotAnchored,
+    #[error("the phones' last descriptions are not known")]
+    NoDescriptions,
+    #[error("no relay session: {0}")]
+    Allocate(String),
+}
+
 /// One anchored call.
 #[derive(Debug, Clone)]
 struct Anchor {
@@ -22,6 +33,10 @@ struct Anchor {
     leg_a: SocketAddr,
     /// The relay's address facing the callee.
     leg_b: SocketAddr,
+    /// The last SDP each phone sent, as it sent it (its own address): what a new offer moving
+    /// the call to another relay session repeats to the other phone (ADR 0020).
+    from_a: Bytes,
+    from_b: Bytes,
 }
 
 /// The anchored calls of one call-control replica.
@@ -74,6 +89,8 @@ impl Anchoring {
                         session: allocation.session,
                         leg_a: allocation.leg_a,
                         leg_b: allocation.leg_b,
+                        from_a: Bytes::copy_from_slice(offer),
+                        from_b: Bytes::new(),
                     },
                 );
                 self.sides
@@ -102,14 +119,19 @@ impl Anchoring {
     /// Rewrites an SDP body travelling in the dialog `call_id` (towards that leg's phone): it
     /// describes the other phone, so the relay learns that phone's address and the body gets
     /// the relay's address facing this leg.
-    pub(crate) async fn rewrite(&self, call_id: &str, body: &Bytes) -> Option<Bytes> {
+    pub(crate) async fn rewrite(&mut self, call_id: &str, body: &Bytes) -> Option<Bytes> {
         let (caller_call_id, towards) = self.sides.get(call_id)?;
-        let anchor = self.anchors.get(caller_call_id)?;
+        let anchor = self.anchors.get_mut(caller_call_id)?;
         let (mut description, described) = audio_address(body)?;
         let from = match towards {
             Leg::A => Leg::B,
             Leg::B => Leg::A,
         };
+        match from {
+            Leg::A => anchor.from_a = body.clone(),
+            Leg::B => anchor.from_b = body.clone(),
+        }
+        let anchor = anchor.clone();
         let options = LegOptions {
             remote: Some(described),
             behind_nat: true,
@@ -142,6 +164,8 @@ impl Anchoring {
         snapshot.media_owner = self.media.owner(anchor.session).unwrap_or_default();
         snapshot.media_leg_a = anchor.leg_a.to_string();
         snapshot.media_leg_b = anchor.leg_b.to_string();
+        snapshot.caller_sdp = anchor.from_a.to_vec();
+        snapshot.callee_sdp = anchor.from_b.to_vec();
     }
 
     /// Takes over the relay session of a call restored from the store (see [`Self::describe`]).
@@ -173,11 +197,80 @@ impl Anchoring {
                 session,
                 leg_a,
                 leg_b,
+                from_a: Bytes::from(snapshot.caller_sdp.clone()),
+                from_b: Bytes::from(snapshot.callee_sdp.clone()),
             },
         );
         self.sides.insert(caller.clone(), (caller.clone(), Leg::A));
         self.sides.insert(callee, (caller, Leg::B));
         true
+    }
+
+    /// The call's relay session (by any leg's Call-ID).
+    pub(crate) fn session_of(&self, call_id: &str) -> Option<SessionId> {
+        let (caller_call_id, _) = self.sides.get(call_id)?;
+        self.anchors.get(caller_call_id).map(|a| a.session)
+    }
+
+    /// Moves a call to a new relay session (its relay died): allocates one on a live replica,
+    /// gives the old one back in the background (its replica may be gone), and returns the
+    /// new offers for the caller and the callee: the other phone's last SDP with its version
+    /// raised (RFC 3264 §8: a changed description has a higher version). The service sends
+    /// them as re-INVITEs; rewriting them on the way out points each phone at the new session.
+    pub(crate) async fn reallocate(
+        &mut self,
+        caller_call_id: &str,
+    ) -> Result<(Bytes, Bytes), ReanchorError> {
+        let anchor = self
+            .anchors
+            .get(caller_call_id)
+            .cloned()
+            .ok_or(ReanchorError::NotAnchored)?;
+        let (Some((mut to_callee, caller)), Some((mut to_caller, callee))) =
+            (audio_address(&anchor.from_a), audio_address(&anchor.from_b))
+        else {
+            return Err(ReanchorError::NoDescriptions);
+        };
+        let request = AllocateRequest {
+            call_id: caller_call_id.to_owned(),
+            leg_a: LegOptions {
+                remote: Some(caller),
+                behind_nat: true,
+                rtcp_mux: false,
+            },
+            leg_b: LegOptions {
+                remote: Some(callee),
+                behind_nat: true,
+                rtcp_mux: false,
+            },
+        };
+        let allocation = self
+            .media
+            .allocate(request)
+            .await
+            .map_err(|e| ReanchorError::Allocate(e.to_string()))?;
+        let media = self.media.clone();
+        let old = anchor.session;
+        tokio::spawn(async move {
+            if let Err(e) = media.release(old).await {
+                tracing::debug!(session = %old, error = %e, "old relay session not released");
+            }
+        });
+        sdp::bump_version(&mut to_callee);
+        sdp::bump_version(&mut to_caller);
+        self.anchors.insert(
+            caller_call_id.to_owned(),
+            Anchor {
+                session: allocation.session,
+                leg_a: allocation.leg_a,
+                leg_b: allocation.leg_b,
+                ..anchor
+            },
+        );
+        Ok((
+            Bytes::from(to_caller.to_bytes()),
+            Bytes::from(to_callee.to_bytes()),
+        ))
     }
 
     /// The call ended: release its relay session.

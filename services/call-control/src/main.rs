@@ -16,6 +16,10 @@ struct Args {
     /// This replica's unique name (the pod name in Kubernetes).
     #[arg(long, env = "CALANQUE_CC_INSTANCE", default_value = "cc-1")]
     instance: String,
+    /// This replica's datacenter (the PbxCluster's datacenter name): replicas of the other
+    /// datacenter take its calls over when the failover marks it failed (ADR 0020).
+    #[arg(long, env = "CALANQUE_DATACENTER", default_value = "")]
+    datacenter: String,
     /// etcd endpoints (cluster mode), comma-separated.
     #[arg(long, env = "CALANQUE_ETCD", conflicts_with = "data_dir")]
     etcd: Option<String>,
@@ -81,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
     let _service = start_instrumented(
         CallControlConfig {
             instance: args.instance,
+            datacenter: args.datacenter,
             domain: args.domain,
             ring_timeout: Duration::from_secs(args.ring_timeout),
             cdr_file: args.cdr_file,

@@ -47,6 +47,7 @@ async fn call_control_with(
     start(
         CallControlConfig {
             instance: instance.into(),
+            datacenter: String::new(),
             domain: REALM.into(),
             ring_timeout: Duration::from_secs(30),
             cdr_file: None,
@@ -515,6 +516,7 @@ async fn a_relayed_call_whose_media_dies_is_hung_up_on_both_phones() {
     let _cc = call_control::service::start_instrumented(
         CallControlConfig {
             instance: "cc-1".into(),
+            datacenter: String::new(),
             domain: REALM.into(),
             ring_timeout: Duration::from_secs(30),
             cdr_file: None,

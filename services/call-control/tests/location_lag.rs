@@ -96,6 +96,7 @@ async fn a_callee_registered_a_moment_ago_is_rung_though_the_cache_lags() {
     let _cc = start(
         CallControlConfig {
             instance: "cc-lag".into(),
+            datacenter: String::new(),
             domain: REALM.into(),
             ring_timeout: Duration::from_secs(30),
             cdr_file: None,

@@ -120,6 +120,7 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
     let call_control = call_control::service::start_instrumented(
         call_control::service::CallControlConfig {
             instance: "all-in-one".into(),
+            datacenter: String::new(),
             domain: options.realm.clone(),
             ring_timeout: options.ring_timeout,
             cdr_file: Some(options.data_dir.join("cdr.jsonl")),

@@ -109,7 +109,7 @@ pub(crate) fn sdp_port(body: &[u8]) -> u16 {
     m.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-fn free_local() -> SocketAddr {
+pub(crate) fn free_local() -> SocketAddr {
     format!("127.0.0.1:{}", testkit::process::free_port())
         .parse()
         .unwrap()
@@ -122,6 +122,8 @@ pub(crate) struct ClusterOptions {
     pub(crate) relay: bool,
     /// OTLP/HTTP collector every service exports its spans to.
     pub(crate) otlp: Option<String>,
+    /// The datacenter of the media and edge processes (`--datacenter`); None: not said.
+    pub(crate) datacenter: Option<String>,
 }
 
 /// etcd, NATS, the small city's directory, and the directory, media and edge processes.
@@ -137,7 +139,8 @@ pub(crate) struct Cluster {
     /// Each service's telemetry endpoints, by service name.
     pub(crate) telemetry: Vec<(String, SocketAddr)>,
     options: ClusterOptions,
-    _children: Vec<Child>,
+    /// The processes started, by service name (the edge's is "edge", the media's "media").
+    children: Vec<(String, Child)>,
 }
 
 impl Cluster {
@@ -164,7 +167,7 @@ impl Cluster {
             sip: free_local(),
             relay_ports: first_port..=first_port + 99,
             telemetry: Vec::new(),
-            _children: Vec::new(),
+            children: Vec::new(),
             etcd,
             nats,
             store,
@@ -189,46 +192,82 @@ impl Cluster {
                 "REST API listening",
             )
             .await;
-        cluster._children.push(directory);
+        cluster.children.push(("directory".into(), directory));
+        let datacenter = cluster.options.datacenter.clone().unwrap_or_default();
         let media = cluster
-            .spawn(
-                "media",
-                "calanque-media",
-                &[
-                    "--nats",
-                    &cluster.nats.url(),
-                    "--media-id",
-                    "media-k",
-                    "--ports",
-                    &format!("{first_port}-{}", first_port + 99),
-                ],
-                "media relay ready",
-            )
+            .media("media-k", &datacenter, cluster.relay_ports.clone())
             .await;
-        cluster._children.push(media);
-        let edge = cluster
-            .spawn(
-                "edge",
-                "calanque-sip-edge",
-                &[
-                    "--edge-id",
-                    "edge-k",
-                    "--listen",
-                    &format!("udp:{}", cluster.sip),
-                    "--etcd",
-                    &cluster.etcd.endpoint(),
-                    "--nats",
-                    &cluster.nats.url(),
-                    "--realm",
-                    REALM,
-                    "--nonce-key",
-                    &"22".repeat(32),
-                ],
-                "sip-edge ready",
-            )
-            .await;
-        cluster._children.push(edge);
+        cluster.children.push(("media".into(), media));
+        let edge = cluster.edge("edge-k", &datacenter, cluster.sip).await;
+        cluster.children.push(("edge".into(), edge));
         cluster
+    }
+
+    /// Starts a media relay replica on `ports` in `datacenter` ("" for none).
+    pub(crate) async fn media(
+        &mut self,
+        media_id: &str,
+        datacenter: &str,
+        ports: RangeInclusive<u16>,
+    ) -> Child {
+        let nats = self.nats.url();
+        let ports = format!("{}-{}", ports.start(), ports.end());
+        self.spawn(
+            media_id,
+            "calanque-media",
+            &[
+                "--nats",
+                &nats,
+                "--media-id",
+                media_id,
+                "--ports",
+                &ports,
+                "--datacenter",
+                datacenter,
+                "--heartbeat-ms",
+                "200",
+            ],
+            "media relay ready",
+        )
+        .await
+    }
+
+    /// Starts a SIP edge listening on UDP `sip` in `datacenter` ("" for none).
+    pub(crate) async fn edge(&mut self, edge_id: &str, datacenter: &str, sip: SocketAddr) -> Child {
+        let (etcd, nats) = (self.etcd.endpoint(), self.nats.url());
+        self.spawn(
+            edge_id,
+            "calanque-sip-edge",
+            &[
+                "--edge-id",
+                edge_id,
+                "--listen",
+                &format!("udp:{sip}"),
+                "--etcd",
+                &etcd,
+                "--nats",
+                &nats,
+                "--realm",
+                REALM,
+                "--nonce-key",
+                &"22".repeat(32),
+                "--datacenter",
+                datacenter,
+            ],
+            "sip-edge ready",
+        )
+        .await
+    }
+
+    /// The process of service `name` started by [`Cluster::start`] ("edge", "media"), taken
+    /// out of the cluster's keeping (to kill it).
+    pub(crate) fn take(&mut self, name: &str) -> Child {
+        let index = self
+            .children
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no {name} process"));
+        self.children.remove(index).1
     }
 
     /// Starts `binary` with `args` plus its telemetry flags, waiting for `ready_line`.
@@ -253,10 +292,18 @@ impl Cluster {
     /// Starts a call-control replica named `instance` (anchoring media when the cluster
     /// relays); the caller keeps the process (kill it to test a takeover).
     pub(crate) async fn call_control(&mut self, instance: &str) -> Child {
+        let datacenter = self.options.datacenter.clone().unwrap_or_default();
+        self.call_control_in(instance, &datacenter).await
+    }
+
+    /// A call-control replica in `datacenter` ("" for none).
+    pub(crate) async fn call_control_in(&mut self, instance: &str, datacenter: &str) -> Child {
         let (etcd, nats) = (self.etcd.endpoint(), self.nats.url());
         let mut args = vec![
             "--instance",
             instance,
+            "--datacenter",
+            datacenter,
             "--etcd",
             &etcd,
             "--nats",

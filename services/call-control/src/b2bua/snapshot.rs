@@ -78,6 +78,23 @@ pub struct EstablishedCall {
     /// refresh it did not see (`B2bua::reconcile_session`).
     #[prost(string, tag = "21")]
     pub session_stamp: String,
+    /// The replica that wrote the snapshot last, and its datacenter: when the failover marks
+    /// that datacenter failed, a replica of another claims the call (compare-and-swap on the
+    /// keys) and moves it (ADR 0020).
+    #[prost(string, tag = "22")]
+    pub owner_instance: String,
+    #[prost(string, tag = "23")]
+    pub owner_datacenter: String,
+    /// The datacenter of the media replica relaying the call (from its heartbeats; empty when
+    /// unknown or direct media).
+    #[prost(string, tag = "24")]
+    pub media_datacenter: String,
+    /// The last SDP each phone sent, unrewritten (relayed calls only): a replica moving the call
+    /// to a new relay session offers each phone the other's again.
+    #[prost(bytes = "vec", tag = "25")]
+    pub caller_sdp: Vec<u8>,
+    #[prost(bytes = "vec", tag = "26")]
+    pub callee_sdp: Vec<u8>,
 }
 
 /// The store key of a call under one of its Call-IDs ('/' and '%' escaped).

@@ -25,11 +25,17 @@ use crate::b2bua::{
 };
 use crate::dialplan::{self, HuntMember, Target};
 
+mod relocate;
+
 /// Settings of a call-control replica.
 #[derive(Debug, Clone)]
 pub struct CallControlConfig {
     /// This replica's name (its results subject and its Via placeholder).
     pub instance: String,
+    /// This replica's datacenter (empty: not said). Its calls' snapshots name it, and when
+    /// the failover controller marks a datacenter failed, replicas of the others take its
+    /// calls over (ADR 0020).
+    pub datacenter: String,
     /// The SIP domain of the AORs (the edges' `--domain`).
     pub domain: String,
     /// How long callees ring before the caller gets 480.
@@ -106,6 +112,13 @@ pub async fn start_instrumented(
         ),
         None => None,
     };
+    // Every replica hears every announcement and heartbeat (no queue group): each decides
+    // which calls are its own to move.
+    let failover_states = bus.subscribe(subjects::FAILOVER_STATE).await?;
+    let heartbeats = match &config.media {
+        Some(_) => Some(bus.subscribe(subjects::MEDIA_HEARTBEATS).await?),
+        None => None,
+    };
     let core = B2bua::new(
         B2buaConfig {
             instance: config.instance.clone(),
@@ -121,7 +134,11 @@ pub async fn start_instrumented(
         .cdr_file
         .clone()
         .map(crate::writers::CdrWriter::start);
-    let service = Service {
+    let mut service = Service {
+        liveness: crate::liveness::MediaLiveness::default(),
+        follower: crate::failover::FailoverFollower::default(),
+        pending: std::collections::HashMap::new(),
+        last_retry: now(),
         unregistered: std::sync::Mutex::default(),
         metrics: metrics.map(telemetry::CallMetrics::register),
         hangup_by: None,
@@ -137,7 +154,14 @@ pub async fn start_instrumented(
         core,
         hunt: HuntState::default(),
     };
-    let task = tokio::spawn(service.run(requests, results, media_events));
+    service.read_failover_state().await;
+    let task = tokio::spawn(service.run(Subscriptions {
+        requests,
+        results,
+        media_events,
+        failover_states,
+        heartbeats,
+    }));
     Ok(CallControlHandle { task })
 }
 
@@ -175,7 +199,33 @@ struct Resolved {
     tracked: TrackedCall,
 }
 
+/// What a replica listens to.
+struct Subscriptions {
+    requests: bus::Subscription,
+    results: bus::Subscription,
+    media_events: Option<bus::Subscription>,
+    failover_states: bus::Subscription,
+    heartbeats: Option<bus::Subscription>,
+}
+
+/// The next message of an optional subscription (never, without one).
+async fn next_of(subscription: &mut Option<bus::Subscription>) -> Option<BusMessage> {
+    match subscription.as_mut() {
+        Some(subscription) => subscription.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 struct Service {
+    /// Media relay replicas alive, from their heartbeats (ADR 0020).
+    liveness: crate::liveness::MediaLiveness,
+    /// The datacenters the failover controller marked failed.
+    follower: crate::failover::FailoverFollower,
+    /// Calls to move that wait for their phones to register through a surviving edge (or for
+    /// an offer in progress to end), by the caller's Call-ID, with when to give up.
+    pending: std::collections::HashMap<String, Instant>,
+    /// When the waiting calls were last tried.
+    last_retry: Instant,
     /// The AORs `resolve` found no binding for in the cache (read from the store before
     /// answering 480).
     unregistered: std::sync::Mutex<Vec<String>>,
@@ -197,23 +247,22 @@ struct Service {
 }
 
 impl Service {
-    async fn run(
-        mut self,
-        mut requests: bus::Subscription,
-        mut results: bus::Subscription,
-        mut media_events: Option<bus::Subscription>,
-    ) {
+    async fn run(mut self, subscriptions: Subscriptions) {
+        let Subscriptions {
+            mut requests,
+            mut results,
+            mut media_events,
+            mut failover_states,
+            mut heartbeats,
+        } = subscriptions;
         loop {
             let wake = self
                 .core
                 .poll_timeout()
                 .unwrap_or_else(|| now() + Duration::from_secs(3600));
-            let next_event = async {
-                match media_events.as_mut() {
-                    Some(events) => events.next().await,
-                    None => std::future::pending().await,
-                }
-            };
+            let tick = self
+                .next_tick()
+                .unwrap_or_else(|| now() + Duration::from_secs(3600));
             // Each message is handled in a span whose parent is the sender's (trace context in
             // the bus headers), and what it causes is published inside it: one call, one trace.
             let (actions, span) = tokio::select! {
@@ -239,7 +288,25 @@ impl Service {
                     }
                     None => return,
                 },
-                event = next_event => match event {
+                state = failover_states.next() => match state {
+                    Some(message) => {
+                        self.on_failover_state(&message).await;
+                        continue;
+                    }
+                    None => return,
+                },
+                beat = next_of(&mut heartbeats) => {
+                    match beat {
+                        Some(message) => self.on_heartbeat(&message),
+                        None => heartbeats = None,
+                    }
+                    continue;
+                },
+                _ = tokio::time::sleep_until(tick.into()) => {
+                    self.on_tick().await;
+                    continue;
+                },
+                event = next_of(&mut media_events) => match event {
                     Some(message) => {
                         let span = telemetry::propagation::child_span(&message.headers, || {
                             tracing::info_span!("call_control.media_event")
@@ -290,9 +357,17 @@ impl Service {
                 return Vec::new();
             }
         };
-        let media::MediaEvent::MediaIdle { call_id, .. } = event.event;
-        tracing::info!(%call_id, media_id = %event.media_id, "dead media: hanging the call up");
+        let media::MediaEvent::MediaIdle {
+            call_id, session, ..
+        } = event.event;
         self.take_over_if_stored(&call_id).await;
+        let current = self.anchoring.as_ref().and_then(|a| a.session_of(&call_id));
+        if current.is_some_and(|current| current != session) {
+            // The session the call was moved away from (ADR 0020) went idle, as it should.
+            tracing::debug!(%call_id, %session, "idle event of a replaced relay session");
+            return Vec::new();
+        }
+        tracing::info!(%call_id, media_id = %event.media_id, "dead media: hanging the call up");
         self.core.handle(
             now(),
             Input::Hangup {
@@ -682,6 +757,7 @@ impl Service {
                 remote: host,
                 local: caller_flow.local.clone(),
                 edge_id: caller_flow.edge_id.clone(),
+                datacenter: caller_flow.datacenter.clone(),
             },
         })
     }
@@ -753,6 +829,14 @@ impl Service {
                         // Persisted when answered: now is the answer time.
                         self.records.describe(caller_call_id, &mut call, unix_ms());
                     }
+                    // Who holds the call, and where its relay is: what a failover moves.
+                    call.owner_instance = self.config.instance.clone();
+                    call.owner_datacenter = self.config.datacenter.clone();
+                    call.media_datacenter = self
+                        .liveness
+                        .datacenter_of(&call.media_owner)
+                        .unwrap_or_default()
+                        .to_owned();
                     let value = Bytes::from(call.encode_to_vec());
                     for id in &call_ids {
                         self.state.put(call_key(id), value.clone());
