@@ -17,7 +17,8 @@ pub enum Command {
     /// Print the PbxCluster CRD (YAML) on stdout.
     Crd,
     /// Run the controller (in-cluster, or on the kubeconfig's current context).
-    Run(RunArgs),
+    // Boxed: the flags (TLS paths included) dwarf the other variant.
+    Run(Box<RunArgs>),
 }
 
 /// `calanque-operator run`.
@@ -34,6 +35,9 @@ pub struct RunArgs {
     /// runs alone (run one replica only).
     #[arg(long, env = "CALANQUE_ETCD")]
     pub etcd: Option<String>,
+    /// Client TLS towards etcd (`https://` endpoints).
+    #[command(flatten)]
+    pub etcd_tls: store::cli::EtcdTlsArgs,
     /// This instance's name in the election (the leader key's value); the host name (the pod
     /// name in Kubernetes) when absent.
     #[arg(long, env = "CALANQUE_OPERATOR_INSTANCE")]
@@ -87,6 +91,7 @@ mod tests {
         assert_eq!(run.concurrency, 4);
         assert_eq!(run.etcd, None, "no failover store unless given");
         assert_eq!(run.lease_ttl_seconds, 5);
+        assert!(run.etcd_tls.tls().is_empty(), "no etcd TLS unless given");
 
         let Command::Run(run) = Cli::try_parse_from([
             "calanque-operator",
@@ -101,6 +106,12 @@ mod tests {
             "1",
             "--etcd",
             "http://etcd-a:2379,http://etcd-b:2379",
+            "--etcd-ca-file",
+            "/etc/calanque/tls/etcd/ca.crt",
+            "--etcd-cert-file",
+            "/etc/calanque/tls/etcd/tls.crt",
+            "--etcd-key-file",
+            "/etc/calanque/tls/etcd/tls.key",
             "--instance",
             "operator-dc-a",
             "--lease-ttl-seconds",
@@ -124,6 +135,12 @@ mod tests {
             Some("http://etcd-a:2379,http://etcd-b:2379")
         );
         assert_eq!(run.instance.as_deref(), Some("operator-dc-a"));
+        let tls = run.etcd_tls.tls();
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/calanque/tls/etcd/ca.crt"))
+        );
+        assert!(tls.identity.is_some(), "mutual TLS");
         assert_eq!(run.lease_ttl_seconds, 3);
         assert_eq!(
             run.telemetry.telemetry_listen,

@@ -30,11 +30,15 @@ async fn main() -> anyhow::Result<()> {
                 .context("writing the CRD")?;
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // TLS files that would go unused look like a secured connection that is not (ADR 0019).
+    if args.etcd.is_none() && !args.etcd_tls.tls().is_empty() {
+        anyhow::bail!("--etcd-ca-file/--etcd-cert-file/--etcd-key-file need --etcd");
+    }
     let conditions: &[&'static str] = if args.etcd.is_none() {
         &["kubernetes"]
     } else {
@@ -71,7 +75,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     .split(',')
                     .map(str::trim)
                     .filter(|e| !e.is_empty());
-                let store = EtcdStore::connect(&EtcdConfig::new(endpoints))
+                let config = EtcdConfig::new(endpoints).with_tls(args.etcd_tls.tls());
+                let store = EtcdStore::connect(&config)
                     .await
                     .context("connecting to etcd")?;
                 let store = telemetry.store(Arc::new(store));

@@ -26,12 +26,18 @@ struct Args {
     /// etcd endpoints (cluster mode), comma-separated.
     #[arg(long, env = "CALANQUE_ETCD", conflicts_with = "data_dir")]
     etcd: Option<String>,
+    /// Client TLS towards etcd (`https://` endpoints).
+    #[command(flatten)]
+    etcd_tls: store::cli::EtcdTlsArgs,
     /// Directory of the embedded store (all-in-one mode).
     #[arg(long, env = "CALANQUE_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// NATS servers, comma-separated; without it the state is announced only in the store.
     #[arg(long, env = "CALANQUE_NATS")]
     nats: Option<String>,
+    /// Client TLS towards NATS (`tls://` URLs, or any file given).
+    #[command(flatten)]
+    nats_tls: bus::cli::NatsTlsArgs,
     /// A serving datacenter: `NAME=sip:IP:PORT[,sip:IP:PORT…][,readyz:URL…]`. Exactly two;
     /// the first is the primary (the roles start there; automatic failback returns there).
     #[arg(long = "datacenter", required = true)]
@@ -75,11 +81,15 @@ async fn main() -> anyhow::Result<()> {
         .context("starting telemetry")?;
     let config = config_from(&args)?;
     let store: Arc<dyn Store> = match (&args.etcd, &args.data_dir) {
-        (Some(endpoints), _) => Arc::new(
-            EtcdStore::connect(&EtcdConfig::new(endpoints.split(',').map(str::trim)))
-                .await
-                .context("connecting to etcd")?,
-        ),
+        (Some(endpoints), _) => {
+            let config =
+                EtcdConfig::new(endpoints.split(',').map(str::trim)).with_tls(args.etcd_tls.tls());
+            Arc::new(
+                EtcdStore::connect(&config)
+                    .await
+                    .context("connecting to etcd")?,
+            )
+        }
         (None, Some(dir)) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             Arc::new(
@@ -94,10 +104,10 @@ async fn main() -> anyhow::Result<()> {
     let bus = match &args.nats {
         Some(servers) => {
             let servers = servers.split(',').map(|s| s.trim().to_owned()).collect();
-            let bus = NatsBus::connect(NatsOptions::new(
-                format!("calanque-failover-{}", args.instance),
-                servers,
-            ))
+            let bus = NatsBus::connect(
+                NatsOptions::new(format!("calanque-failover-{}", args.instance), servers)
+                    .with_tls(args.nats_tls.tls()),
+            )
             .await
             .context("connecting to NATS")?;
             Some(telemetry.bus(Arc::new(bus)))
@@ -128,6 +138,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn config_from(args: &Args) -> anyhow::Result<ControllerConfig> {
+    // TLS files that would go unused look like a secured connection that is not (ADR 0019).
+    if args.etcd.is_none() && !args.etcd_tls.tls().is_empty() {
+        bail!("--etcd-ca-file/--etcd-cert-file/--etcd-key-file need --etcd");
+    }
+    if args.nats.is_none() && !args.nats_tls.tls().is_empty() {
+        bail!("--nats-ca-file/--nats-cert-file/--nats-key-file need --nats");
+    }
     let [primary, secondary] = args.datacenters.as_slice() else {
         bail!(
             "give exactly two serving datacenters (--datacenter), not {}",
@@ -166,4 +183,67 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    const DATACENTERS: [&str; 4] = [
+        "--datacenter",
+        "dc-a=sip:192.0.2.10:5060",
+        "--datacenter",
+        "dc-b=sip:198.51.100.10:5060",
+    ];
+
+    fn parse(extra: &[&str]) -> Args {
+        let mut argv = vec!["calanque-failover", "--instance", "f1"];
+        argv.extend(DATACENTERS);
+        argv.extend(extra);
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn client_tls_flags_reach_the_settings() {
+        let args = parse(&[
+            "--etcd",
+            "https://etcd-a:2379",
+            "--etcd-ca-file",
+            "/etc/calanque/tls/etcd/ca.crt",
+            "--etcd-cert-file",
+            "/etc/calanque/tls/etcd/tls.crt",
+            "--etcd-key-file",
+            "/etc/calanque/tls/etcd/tls.key",
+            "--nats",
+            "nats://nats-a:4222",
+            "--nats-ca-file",
+            "/etc/calanque/tls/nats/ca.crt",
+        ]);
+        assert!(config_from(&args).is_ok());
+        let etcd = args.etcd_tls.tls();
+        assert!(etcd.ca_file.is_some() && etcd.identity.is_some());
+        let nats = args.nats_tls.tls();
+        assert!(nats.ca_file.is_some() && nats.identity.is_none());
+        assert!(
+            parse(&["--etcd", "http://etcd-a:2379"])
+                .etcd_tls
+                .tls()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn tls_files_without_their_client_are_refused() {
+        let etcd_files_alone = parse(&["--data-dir", "/tmp/x", "--etcd-ca-file", "/ca.crt"]);
+        assert!(config_from(&etcd_files_alone).is_err());
+        let nats_files_alone = parse(&["--etcd", "http://e:2379", "--nats-ca-file", "/ca.crt"]);
+        assert!(config_from(&nats_files_alone).is_err());
+    }
 }

@@ -116,6 +116,24 @@ fn deployments_run_each_binary_with_the_flags_from_the_spec() {
     let etcd = "--etcd=https://etcd-a.calanque:2379,https://etcd-b.calanque:2379,https://etcd-w.calanque:2379";
     let nats =
         "nats://nats-a.calanque:4222,nats://nats-b.calanque:4222,nats://nats-w.calanque:4222";
+    let etcd_tls = [
+        "--etcd-ca-file=/etc/calanque/tls/etcd/ca.crt",
+        "--etcd-cert-file=/etc/calanque/tls/etcd/tls.crt",
+        "--etcd-key-file=/etc/calanque/tls/etcd/tls.key",
+    ]
+    .map(String::from);
+    let nats_tls = [
+        "--nats-ca-file=/etc/calanque/tls/nats/ca.crt",
+        "--nats-cert-file=/etc/calanque/tls/nats/tls.crt",
+        "--nats-key-file=/etc/calanque/tls/nats/tls.key",
+    ]
+    .map(String::from);
+    let with = |mut args: Vec<String>, tls: &[&[String]]| {
+        let tail = args.split_off(args.len() - 2);
+        args.extend(tls.iter().flat_map(|files| files.iter().cloned()));
+        args.extend(tail);
+        args
+    };
     let cases: [(&str, &str, i32, Vec<String>); 5] = [
         (
             "city-dc-a-edge",
@@ -195,7 +213,14 @@ fn deployments_run_each_binary_with_the_flags_from_the_spec() {
         assert_eq!(d.spec.as_ref().unwrap().replicas, Some(replicas), "{name}");
         let c = container(&d);
         assert_eq!(c.command, Some(vec![binary.to_owned()]), "{name}");
-        assert_eq!(c.args, Some(args), "{name}");
+        // The example names etcd and NATS client TLS Secrets: their files come before the
+        // telemetry flags; the relay has no etcd client.
+        let tls: &[&[String]] = if binary == "calanque-media" {
+            &[&nats_tls]
+        } else {
+            &[&etcd_tls, &nats_tls]
+        };
+        assert_eq!(c.args, Some(with(args, tls)), "{name}");
         assert_eq!(
             c.image.as_deref(),
             Some("ghcr.io/calanque/calanque:0.1.0"),
@@ -370,6 +395,24 @@ fn tls_secrets_are_mounted_where_the_flags_point() {
             .collect();
         assert_eq!(volumes, want_volumes, "{name}");
         assert_eq!(mounts, want_mounts, "{name}");
+        // Every file flag points into a mounted Secret, at one of its three keys.
+        for arg in container(&d).args.iter().flatten() {
+            let Some((flag, file)) = arg.split_once('=') else {
+                continue;
+            };
+            if !(flag.ends_with("-file") || flag.starts_with("--tls-")) {
+                continue;
+            }
+            let (dir, key) = file.rsplit_once('/').unwrap();
+            assert!(
+                want_mounts.iter().any(|(_, path)| path == dir),
+                "{name}: {arg} outside the mounts"
+            );
+            assert!(
+                ["ca.crt", "tls.crt", "tls.key"].contains(&key),
+                "{name}: {arg}"
+            );
+        }
     }
 
     // Without TLS: no volumes, no TLS listener.

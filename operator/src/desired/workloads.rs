@@ -124,8 +124,31 @@ fn args(spec: &PbxClusterSpec, dc: &Datacenter, component: Component) -> Vec<Str
             format!("--grpc=0.0.0.0:{DIRECTORY_GRPC_PORT}"),
         ],
     };
+    args.extend(client_tls_args(spec, component));
     args.push(format!("--telemetry-listen=0.0.0.0:{TELEMETRY_PORT}"));
     args.push("--log-format=json".to_owned());
+    args
+}
+
+/// The client TLS flags (ADR 0019) pointing at the mounted Secrets' files, for the clients
+/// the component has: etcd (all but the media relay) and NATS. The Secrets hold `ca.crt`,
+/// `tls.crt` and `tls.key` (`docs/pbxcluster.md`); all three are passed, so a Secret missing
+/// one makes the pod fail at start naming the file, rather than connect without it.
+fn client_tls_args(spec: &PbxClusterSpec, component: Component) -> Vec<String> {
+    let files = |client: &str, dir: &str| {
+        [
+            format!("--{client}-ca-file={dir}/ca.crt"),
+            format!("--{client}-cert-file={dir}/tls.crt"),
+            format!("--{client}-key-file={dir}/tls.key"),
+        ]
+    };
+    let mut args = Vec::new();
+    if component != Component::Media && spec.etcd.tls_secret.is_some() {
+        args.extend(files("etcd", ETCD_TLS_DIR));
+    }
+    if spec.nats.tls_secret.is_some() {
+        args.extend(files("nats", NATS_TLS_DIR));
+    }
     args
 }
 
