@@ -20,6 +20,11 @@ struct Cause {
     cause: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Step {
+    step: &'static str,
+}
+
 /// How a call set-up ended, for the SLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetupResult {
@@ -60,6 +65,8 @@ pub struct CallMetrics {
     active: Gauge,
     setup_seconds: Histogram,
     ended: Family<Cause, Counter>,
+    moved: Family<Step, Counter>,
+    waiting: Gauge,
 }
 
 impl CallMetrics {
@@ -74,6 +81,8 @@ impl CallMetrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             ended: Family::default(),
+            moved: Family::default(),
+            waiting: Gauge::default(),
         };
         metrics.register(
             "calanque_call_attempts",
@@ -99,6 +108,16 @@ impl CallMetrics {
             "calanque_calls_ended",
             "Answered calls that ended, by cause",
             calls.ended.clone(),
+        );
+        metrics.register(
+            "calanque_calls_moved",
+            "Steps of moving established calls after a lost datacenter or relay (ADR 0020)",
+            calls.moved.clone(),
+        );
+        metrics.register(
+            "calanque_calls_waiting_to_move",
+            "Calls this replica must move that wait for their phones to register again",
+            calls.waiting.clone(),
         );
         calls
     }
@@ -128,7 +147,19 @@ impl CallMetrics {
         self.active.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    /// An answered call ended (`caller_bye`, `callee_bye`, `session_timer`, `media_timeout`).
+    /// A step of moving a call: `taken_over` (claimed from a failed datacenter's replica),
+    /// `legs_moved` (pointed at surviving edges), `reanchored` (new relay, new offers sent).
+    pub fn moved(&self, step: &'static str) {
+        self.moved.get_or_create(&Step { step }).inc();
+    }
+
+    /// Calls waiting for their phones to come back through a surviving edge.
+    pub fn set_waiting(&self, count: usize) {
+        self.waiting.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// An answered call ended (`caller_bye`, `callee_bye`, `session_timer`, `media_timeout`,
+    /// `reanchor_failed`).
     pub fn ended(&self, cause: &'static str) {
         self.ended.get_or_create(&Cause { cause }).inc();
     }

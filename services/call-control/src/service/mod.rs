@@ -863,6 +863,7 @@ impl Service {
                             metrics.ended(match record.cause {
                                 Some(crate::b2bua::CAUSE_SESSION_TIMER_EXPIRED) => "session_timer",
                                 Some(crate::b2bua::CAUSE_MEDIA_TIMEOUT) => "media_timeout",
+                                Some(crate::b2bua::CAUSE_REANCHOR_FAILED) => "reanchor_failed",
                                 _ => self.hangup_by.unwrap_or("caller_bye"),
                             });
                         }

@@ -202,6 +202,15 @@ impl Service {
                 }
             }
         }
+        if let Some(metrics) = &self.metrics {
+            metrics.set_waiting(self.pending.len());
+        }
+    }
+
+    fn count_move(&self, step: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.moved(step);
+        }
     }
 
     /// A binding of `aor` through an edge of a datacenter not marked failed, the one with
@@ -283,6 +292,7 @@ impl Service {
                 return;
             }
         }
+        let legs_moved = caller_flow.is_some() || callee_flow.is_some();
         if self.core.knows(caller) {
             self.core.rehome(caller, caller_flow, callee_flow);
         } else if self.core.restore(now(), &snapshot) {
@@ -296,7 +306,11 @@ impl Service {
             return;
         }
         if plan.take_over {
-            tracing::info!(%caller, from = %keys.len(), "took over a call of a failed datacenter");
+            tracing::info!(%caller, "took over a call of a failed datacenter");
+            self.count_move("taken_over");
+        }
+        if legs_moved {
+            self.count_move("legs_moved");
         }
         if unreachable {
             // No request can reach a phone through a lost edge: wait for it to register again.
@@ -337,6 +351,7 @@ impl Service {
             }
         };
         tracing::info!(%caller, "media moved to a new relay session: new offers sent");
+        self.count_move("reanchored");
         self.perform(actions).await;
         // The stored call names the new session (and the CSeqs of the offers).
         if let Some(current) = self.core.snapshot_of(caller) {
