@@ -1,0 +1,191 @@
+//! The harness's eyes and hands inside the namespaces: run with `ip netns exec <ns> cq-e2e …`
+//! by [`calanque_e2e::Harness::probe`], since the test process itself (in the host's namespace)
+//! cannot reach 10.77.0.x. Each command prints one result on stdout and exits non-zero, with
+//! the reason on stderr, when it cannot get one.
+
+// The harness waits and measures on the wall clock: it is the I/O shell around real processes,
+// with no sans-IO core in it.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use calanque_e2e::FailoverView;
+use clap::{Parser, Subcommand};
+use store::Store;
+use store::etcd::{EtcdConfig, EtcdStore};
+
+#[derive(Debug, Parser)]
+#[command(about = "Probes run inside the e2e harness's network namespaces")]
+struct Args {
+    #[command(subcommand)]
+    command: Probe,
+}
+
+#[derive(Debug, Subcommand)]
+enum Probe {
+    /// GET an http:// URL (HTTP/1.0); prints the body; fails on no answer or a non-2xx status.
+    HttpGet {
+        url: String,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// SIP OPTIONS over UDP to IP:PORT, retransmitted every 200 ms; prints the status code.
+    SipOptions {
+        target: SocketAddr,
+        #[arg(long, default_value = "calanque.test")]
+        realm: String,
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+    /// Writes the small test city (test_phone::directory::seed_small_city) into etcd.
+    Seed {
+        /// etcd client URLs, comma-separated.
+        #[arg(long)]
+        etcd: String,
+        #[arg(long)]
+        realm: String,
+    },
+    /// Prints the failover state as JSON (`null` when there is none yet).
+    FailoverState {
+        /// etcd client URLs, comma-separated.
+        #[arg(long)]
+        etcd: String,
+    },
+}
+
+fn main() -> Result<()> {
+    match Args::parse().command {
+        Probe::HttpGet { url, timeout_ms } => {
+            let body = http_get(&url, Duration::from_millis(timeout_ms))?;
+            write_stdout(&body)
+        }
+        Probe::SipOptions {
+            target,
+            realm,
+            timeout_ms,
+        } => {
+            let status = sip_options(target, &realm, Duration::from_millis(timeout_ms))?;
+            write_stdout(&status.to_string())
+        }
+        Probe::Seed { etcd, realm } => runtime()?.block_on(async {
+            let store = connect(&etcd).await?;
+            test_phone::directory::seed_small_city(&store, &realm).await;
+            write_stdout("seeded")
+        }),
+        Probe::FailoverState { etcd } => runtime()?.block_on(async {
+            let store = connect(&etcd).await?;
+            let view = match store.get(failover::state::STATE_KEY).await? {
+                None => None,
+                Some(kv) => {
+                    let state = failover::FailoverState::decode(&kv.value)?;
+                    Some(FailoverView {
+                        failed: state.failed.iter().map(|f| f.datacenter.clone()).collect(),
+                        moving: state.is_moving(),
+                        active: state.active,
+                        epoch: state.epoch,
+                        writer: state.writer,
+                        revision: kv.mod_revision,
+                    })
+                }
+            };
+            write_stdout(&serde_json::to_string(&view)?)
+        }),
+    }
+}
+
+fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn connect(endpoints: &str) -> Result<Arc<dyn Store>> {
+    let mut config = EtcdConfig::new(endpoints.split(','));
+    // A probe must answer within the harness's patience even when a member is cut off.
+    config.connect_timeout = Duration::from_secs(2);
+    config.request_timeout = Duration::from_secs(3);
+    let store = EtcdStore::connect(&config)
+        .await
+        .with_context(|| format!("connecting to etcd at {endpoints}"))?;
+    Ok(Arc::new(store))
+}
+
+fn http_get(url: &str, timeout: Duration) -> Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .context("only http:// URLs are supported")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let address = authority
+        .to_socket_addrs()?
+        .next()
+        .with_context(|| format!("no address for {authority}"))?;
+    let mut stream = TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("no HTTP header in the answer")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status in the answer")?;
+    if !(200..300).contains(&status) {
+        bail!("{url} answered {status}: {body}");
+    }
+    Ok(body.to_owned())
+}
+
+fn sip_options(target: SocketAddr, realm: &str, timeout: Duration) -> Result<u16> {
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    // Connecting picks the interface address the edge must answer to (our Via).
+    socket.connect(target)?;
+    let local = socket.local_addr()?;
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let started = Instant::now();
+    let call_id = format!("cq-e2e-{}-{}", std::process::id(), local.port());
+    let request = format!(
+        "OPTIONS sip:{realm} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@{realm}>;tag=cqe2e\r\nTo: <sip:{realm}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut buffer = [0u8; 4096];
+    while started.elapsed() < timeout {
+        // ECONNREFUSED from an earlier send (nothing listening) is not fatal: retry.
+        let _ = socket.send(request.as_bytes());
+        match socket.recv(&mut buffer) {
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buffer[..n]);
+                let status = text
+                    .strip_prefix("SIP/2.0 ")
+                    .and_then(|rest| rest.get(..3))
+                    .and_then(|code| code.parse().ok());
+                match status {
+                    // A provisional answer: the final one follows.
+                    Some(code) if code >= 200 => return Ok(code),
+                    _ => continue,
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+    bail!("no SIP answer from {target} within {timeout:?}")
+}
