@@ -27,6 +27,10 @@ have svmap || have sipvicious_svmap || need_apt+=(sipvicious)
 # Kamailio: the reference registrar the SIPp scenarios are validated against (tests) and the
 # benchmark's peer (make bench).
 have kamailio || [ -x /usr/sbin/kamailio ] || need_apt+=(kamailio)
+# The two-datacenter e2e harness (e2e/): network namespaces and veth links (`ip`), links cut with
+# nftables inside the namespaces (`nft`).
+have ip || [ -x /usr/sbin/ip ] || need_apt+=(iproute2)
+have nft || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   sudo=""
