@@ -172,3 +172,49 @@ pub async fn add_hunt_group(
         .await
         .unwrap();
 }
+
+/// `count` more phones on site S-1 for the fleet tests: extensions 1100, 1101, … on devices
+/// `p1100`, `p1101`, … (SIP username = device, password `pw` + the extension), national class
+/// of service. Written in batches (etcd allows 128 operations per transaction).
+pub async fn add_phones(
+    store: &Arc<dyn Store>,
+    realm: &str,
+    count: u32,
+) -> Vec<(String, String, String)> {
+    let mut phones = Vec::new();
+    let mut ops = Vec::new();
+    for n in 0..count {
+        let number = format!("{}", 1100 + n);
+        let user = format!("p{number}");
+        let pw = format!("pw{number}");
+        let device = Device::try_from(v1::Device {
+            id: format!("D-{number}"),
+            sip_username: user.clone(),
+            site_id: "S-1".into(),
+            realm: realm.into(),
+            ha1_md5: ha1(Algorithm::Md5, &user, realm, &pw).as_hex().into(),
+            ha1_sha256: ha1(Algorithm::Sha256, &user, realm, &pw).as_hex().into(),
+            transport: 0,
+        })
+        .unwrap();
+        ops.push(put(Entry::Device(device)));
+        let extension = Extension::try_from(v1::Extension {
+            number: number.clone(),
+            site_id: "S-1".into(),
+            display_name: format!("Fleet phone {number}"),
+            class_of_service: "national".into(),
+            user_id: String::new(),
+            device_ids: vec![format!("D-{number}")],
+        })
+        .unwrap();
+        ops.push(put(Entry::Extension(extension)));
+        phones.push((user, pw, number));
+        if ops.len() >= 100 {
+            store.txn(vec![], std::mem::take(&mut ops)).await.unwrap();
+        }
+    }
+    if !ops.is_empty() {
+        store.txn(vec![], ops).await.unwrap();
+    }
+    phones
+}

@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod directory;
+pub mod fleet;
 
 use std::net::SocketAddr;
 use std::time::Duration;
