@@ -81,9 +81,13 @@ pub fn media_control(media_id: &str) -> String {
 /// relays for call-control.
 pub const MEDIA_EVENTS: &str = "calanque.v1.media.events";
 
-/// `calanque.v1.media.heartbeats`: [`crate::v1::MediaHeartbeat`], published by every media relay
+/// `calanque.v1.media.heartbeats`: [`crate::v1::Heartbeat`], published by every media relay
 /// replica each interval and read by every call-control replica (ADR 0020).
 pub const MEDIA_HEARTBEATS: &str = "calanque.v1.media.heartbeats";
+
+/// `calanque.v1.edge.heartbeats`: [`crate::v1::Heartbeat`], published by every SIP edge each
+/// interval and read by every call-control replica (ADR 0020).
+pub const EDGE_HEARTBEATS: &str = "calanque.v1.edge.heartbeats";
 
 /// `calanque.v1.calls.records`: [`crate::v1::CallRecord`], one per ended call, published by
 /// call-control (ADR 0013).
@@ -122,8 +126,8 @@ pub mod types {
     pub const MEDIA_REPLY: &str = "calanque.v1.MediaReply";
     /// [`crate::v1::MediaEvent`].
     pub const MEDIA_EVENT: &str = "calanque.v1.MediaEvent";
-    /// [`crate::v1::MediaHeartbeat`].
-    pub const MEDIA_HEARTBEAT: &str = "calanque.v1.MediaHeartbeat";
+    /// [`crate::v1::Heartbeat`].
+    pub const HEARTBEAT: &str = "calanque.v1.Heartbeat";
     /// [`crate::v1::CallRecord`].
     pub const CALL_RECORD: &str = "calanque.v1.CallRecord";
     /// [`crate::v1::FailoverState`].
@@ -207,6 +211,7 @@ mod tests {
             media_control("media-1"),
             MEDIA_EVENTS.to_owned(),
             MEDIA_HEARTBEATS.to_owned(),
+            EDGE_HEARTBEATS.to_owned(),
             CALL_RECORDS.to_owned(),
             FAILOVER_STATE.to_owned(),
         ];
@@ -217,7 +222,7 @@ mod tests {
     #[test]
     fn every_publish_subject_is_a_valid_versioned_nats_subject() {
         let subjects = all_subjects();
-        assert_eq!(subjects.len(), 12 + ENTRY_KINDS.len());
+        assert_eq!(subjects.len(), 13 + ENTRY_KINDS.len());
         for subject in subjects {
             assert!(is_valid_subject(&subject, false), "{subject}");
             assert!(subject.starts_with("calanque.v1."), "{subject}");
@@ -283,10 +288,7 @@ mod tests {
         assert_eq!(types::MEDIA_EVENT, crate::v1::MediaEvent::full_name());
         assert_eq!(types::CALL_RECORD, crate::v1::CallRecord::full_name());
         assert_eq!(types::FAILOVER_STATE, crate::v1::FailoverState::full_name());
-        assert_eq!(
-            types::MEDIA_HEARTBEAT,
-            crate::v1::MediaHeartbeat::full_name()
-        );
+        assert_eq!(types::HEARTBEAT, crate::v1::Heartbeat::full_name());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod bus;
 mod calls;
 mod config;
 mod health;
+pub mod heartbeat;
 pub mod http;
 mod init;
 mod media;

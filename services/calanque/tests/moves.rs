@@ -463,3 +463,154 @@ async fn a_dead_media_relay_has_its_calls_moved_to_another_by_re_invite() {
     assert_eq!(bye.method, Method::Bye);
     call.alice.reply(&bye, StatusCode::OK, "a").await;
 }
+
+/// What a fleet run saw, from its events.
+#[derive(Debug, Default)]
+struct FleetReport {
+    attempts: usize,
+    answered: usize,
+    failed: Vec<(u64, String, u16)>,
+    dropped: Vec<(u64, String, String)>,
+    ended: usize,
+    reoffered: usize,
+    /// Each phone's last registration: its server.
+    registered_at: std::collections::HashMap<String, SocketAddr>,
+    /// Call attempts by Call-ID, with their time.
+    attempt_at: std::collections::HashMap<String, u64>,
+    /// (attempt time, answered) of each call.
+    outcomes: Vec<(u64, bool)>,
+}
+
+impl FleetReport {
+    fn of(events: &[(u64, test_phone::fleet::Event)]) -> FleetReport {
+        use test_phone::fleet::Event;
+        let mut report = FleetReport::default();
+        for (t, event) in events {
+            match event {
+                Event::Registered { phone, server } => {
+                    report.registered_at.insert(phone.clone(), *server);
+                }
+                Event::CallAttempt { call } => {
+                    report.attempts += 1;
+                    report.attempt_at.insert(call.clone(), *t);
+                }
+                Event::CallAnswered { call } => {
+                    report.answered += 1;
+                    report.outcomes.push((report.attempt_at[call], true));
+                }
+                Event::CallFailed { call, status } => {
+                    report.failed.push((*t, call.clone(), *status));
+                    report.outcomes.push((report.attempt_at[call], false));
+                }
+                Event::CallDropped { call, why } => {
+                    report.dropped.push((*t, call.clone(), why.clone()))
+                }
+                Event::CallEnded { .. } => report.ended += 1,
+                Event::Reoffered { .. } => report.reoffered += 1,
+                _ => {}
+            }
+        }
+        report
+    }
+
+    /// From `fault_ms`, how long until calls set up again: 0 when no attempt after the fault
+    /// failed, else the attempt time of the first answered call after the last failed one,
+    /// minus the fault time.
+    fn recovery_ms(&self, fault_ms: u64) -> Option<u64> {
+        let mut outcomes = self.outcomes.clone();
+        outcomes.sort();
+        let Some(last_failure) = outcomes
+            .iter()
+            .filter(|(t, ok)| *t >= fault_ms && !ok)
+            .map(|(t, _)| *t)
+            .max()
+        else {
+            return Some(0);
+        };
+        outcomes
+            .iter()
+            .find(|(t, ok)| *ok && *t >= last_failure)
+            .map(|(t, _)| t.saturating_sub(fault_ms))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_calling_through_a_datacenter_loss_loses_no_established_call() {
+    let mut cluster = Cluster::start(ClusterOptions {
+        relay: true,
+        datacenter: Some("dc-a".into()),
+        ..ClusterOptions::default()
+    })
+    .await;
+    let phones = test_phone::directory::add_phones(&cluster.store, REALM, 12).await;
+    let cc_a = cluster.call_control("cc-a").await;
+    let (sip_b, ports_b) = (free_local(), ports_after(&cluster.relay_ports));
+    let _media_b = cluster.media("media-b", "dc-b", ports_b.clone()).await;
+    let _edge_b = cluster.edge("edge-b", "dc-b", sip_b).await;
+    let _cc_b = cluster.call_control_in("cc-b", "dc-b").await;
+    wait_for_edge(cluster.sip).await;
+    wait_for_edge(sip_b).await;
+    let _controller = start_controller(&cluster, cluster.sip, sip_b).await;
+
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let config = test_phone::fleet::FleetConfig {
+        servers: vec![cluster.sip, sip_b],
+        realm: REALM.into(),
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        phones,
+        register_expires: 120,
+        keepalive: Duration::from_millis(500),
+        misses: 2,
+        hold: Duration::from_secs(4),
+        pause: Duration::from_millis(300),
+        duration: Duration::from_secs(14),
+    };
+    let started = Instant::now();
+    let fleet = tokio::spawn(test_phone::fleet::run(config, events_tx));
+    // Calls in progress on dc-a when it is lost.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let fault_ms = started.elapsed().as_millis() as u64;
+    kill(cluster.take("edge"), "dc-a's edge");
+    kill(cluster.take("media"), "dc-a's media");
+    kill(cc_a, "dc-a's call-control");
+    fleet.await.unwrap();
+    let mut events = Vec::new();
+    while let Ok(event) = events_rx.try_recv() {
+        events.push(event);
+    }
+    let report = FleetReport::of(&events);
+    let recovery = report.recovery_ms(fault_ms);
+    eprintln!(
+        "fleet: {} attempts, {} answered, {} ended, {} failed, {} dropped, {} new offers; \
+         calls set up again {recovery:?} ms after the loss",
+        report.attempts,
+        report.answered,
+        report.ended,
+        report.failed.len(),
+        report.dropped.len(),
+        report.reoffered
+    );
+    for failure in &report.failed {
+        eprintln!("  failed: {failure:?}");
+    }
+    assert!(
+        report.dropped.is_empty(),
+        "established calls dropped: {:?}",
+        report.dropped
+    );
+    assert!(
+        report.reoffered > 0,
+        "calls in progress were moved by new offers"
+    );
+    assert!(report.answered >= 6, "calls were set up: {report:?}");
+    let recovery = recovery.expect("calls set up again after the loss");
+    assert!(
+        recovery < 30_000,
+        "calls set up again within 30 s: {recovery} ms"
+    );
+    // No registration lost: every phone is registered, through dc-b.
+    assert_eq!(report.registered_at.len(), 12);
+    for (phone, server) in &report.registered_at {
+        assert_eq!(*server, sip_b, "{phone} ended registered through dc-b");
+    }
+}

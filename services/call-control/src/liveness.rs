@@ -1,6 +1,6 @@
-//! Which media relay replicas are alive, from their heartbeats (ADR 0020), sans-IO: the
-//! service feeds each heartbeat and the time, and asks which replicas died since it last
-//! asked. A replica is dead once three of its intervals pass without a heartbeat (NATS
+//! Which replicas (media relays, SIP edges) are alive, from their heartbeats (ADR 0020),
+//! sans-IO: the service feeds each heartbeat and the time, and asks which replicas died since
+//! it last asked. A replica is dead once three of its intervals pass without a heartbeat (NATS
 //! delivers at most once: one lost heartbeat is not a death). A dead replica that beats again
 //! is alive again; its sessions were moved meanwhile.
 //!
@@ -27,13 +27,13 @@ impl Replica {
     }
 }
 
-/// The media replicas this call-control replica has heard of.
+/// The replicas of one kind this call-control replica has heard of.
 #[derive(Debug, Default)]
-pub struct MediaLiveness {
+pub struct Liveness {
     replicas: HashMap<String, Replica>,
 }
 
-impl MediaLiveness {
+impl Liveness {
     /// A heartbeat from `media_id` (in `datacenter`, beating every `interval`) at `now`.
     pub fn observe(&mut self, now: Instant, media_id: &str, datacenter: &str, interval: Duration) {
         let replica = self
@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn a_replica_is_dead_after_three_silent_intervals_and_reported_once() {
         let t0 = origin();
-        let mut live = MediaLiveness::default();
+        let mut live = Liveness::default();
         live.observe(t0, "m-a", "dc-a", BEAT);
         live.observe(t0, "m-b", "dc-b", BEAT);
         assert_eq!(live.next_deadline(), Some(t0 + 3 * BEAT));
@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn a_dead_replica_that_beats_again_is_alive_and_can_die_again() {
         let t0 = origin();
-        let mut live = MediaLiveness::default();
+        let mut live = Liveness::default();
         live.observe(t0, "m-a", "dc-a", BEAT);
         assert_eq!(live.newly_dead(t0 + 3 * BEAT).len(), 1);
         live.observe(t0 + 10 * BEAT, "m-a", "dc-a", BEAT);
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn an_unknown_replica_is_not_dead_and_has_no_datacenter() {
-        let mut live = MediaLiveness::default();
+        let mut live = Liveness::default();
         assert!(!live.is_dead("m-x"));
         assert_eq!(live.datacenter_of("m-x"), None);
         live.observe(origin(), "m-y", "", BEAT);

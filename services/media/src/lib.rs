@@ -10,14 +10,12 @@
 //!
 //! Files: `relay/` (the sans-IO core: sessions, latching, RTP checks, port pairs), `service`
 //! (one tokio task per session, the control API), `bus` (the control API over the bus:
-//! [`bus::serve`] on the relay's side, [`bus::MediaClient`] on call-control's), `heartbeat` (liveness and datacenter of each
-//! replica, ADR 0020), `tone` (G.711,
+//! [`bus::serve`] on the relay's side, [`bus::MediaClient`] on call-control's), `tone` (G.711,
 //! tone and file generators), `config`, `clock`.
 
 pub mod bus;
 pub mod clock;
 pub mod config;
-pub mod heartbeat;
 pub mod relay;
 pub mod service;
 pub mod tone;

@@ -132,8 +132,9 @@ async fn main() -> anyhow::Result<()> {
     let server = media::bus::serve(media.clone(), events, &args.media_id, bus.clone())
         .await
         .context("serving the media control API on the bus")?;
-    let _heartbeats = media::heartbeat::publish_heartbeats(
+    let _heartbeats = telemetry::heartbeat::publish_heartbeats(
         bus,
+        proto::subjects::MEDIA_HEARTBEATS,
         args.media_id.clone(),
         args.datacenter.clone(),
         Duration::from_millis(args.heartbeat_ms),

@@ -29,6 +29,9 @@ pub struct EdgeConfig {
     /// call-control knows which legs to move when the failover marks a datacenter failed
     /// (ADR 0020). Empty: not said.
     pub datacenter: String,
+    /// The period of this edge's heartbeats on `calanque.v1.edge.heartbeats`: call-control
+    /// holds requests to phones behind an edge silent for three periods (ADR 0020).
+    pub heartbeat: Duration,
     /// Where to listen.
     pub listen: Vec<ListenSpec>,
     /// PEM certificate chain and private key for `tls:` listeners.
@@ -71,6 +74,7 @@ impl EdgeConfig {
         EdgeConfig {
             edge_id: edge_id.into(),
             datacenter: String::new(),
+            heartbeat: Duration::from_secs(1),
             listen: Vec::new(),
             tls: None,
             domain: realm.clone(),

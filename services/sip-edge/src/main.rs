@@ -25,6 +25,11 @@ struct Args {
     /// marks failed (ADR 0020).
     #[arg(long, env = "CALANQUE_DATACENTER", default_value = "")]
     datacenter: String,
+    /// Milliseconds between heartbeats on `calanque.v1.edge.heartbeats`: call-control holds
+    /// requests to phones behind an edge silent for three of them (ADR 0020).
+    #[arg(long, env = "CALANQUE_EDGE_HEARTBEAT_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    heartbeat_ms: u64,
     /// `udp:IP:PORT`, `tcp:IP:PORT` or `tls:IP:PORT`; repeat for several.
     #[arg(
         long = "listen",
@@ -159,6 +164,7 @@ fn config_from(args: &Args) -> anyhow::Result<EdgeConfig> {
     };
     let mut config = EdgeConfig::new(args.edge_id.clone(), args.realm.clone(), nonce_key);
     config.datacenter = args.datacenter.clone();
+    config.heartbeat = std::time::Duration::from_millis(args.heartbeat_ms);
     config.listen = args.listen.clone();
     if let Some(domain) = &args.domain {
         config.domain = domain.clone();

@@ -185,7 +185,7 @@ fn start_with(
         auth,
         protection: protection.clone(),
         location: location.clone(),
-        core: CoreRouter::new(bus, config.core_timeout),
+        core: CoreRouter::new(bus.clone(), config.core_timeout),
         commands,
         command_tx: command_tx.clone(),
         events,
@@ -197,6 +197,16 @@ fn start_with(
     }
     let engine = tokio::spawn(engine.run());
     let mut subscriptions = subscriptions;
+    // Call-control sends to phones through the edge holding their flow: it must know when an
+    // edge is gone (ADR 0020).
+    subscriptions.push(telemetry::heartbeat::publish_heartbeats(
+        bus,
+        proto::subjects::EDGE_HEARTBEATS,
+        config.edge_id.clone(),
+        config.datacenter.clone(),
+        config.heartbeat,
+        || 0,
+    ));
     subscriptions.push(tokio::spawn(crate::nat_keepalive::run(
         location.clone(),
         transports.clone(),

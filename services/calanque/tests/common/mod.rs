@@ -253,6 +253,8 @@ impl Cluster {
                 &"22".repeat(32),
                 "--datacenter",
                 datacenter,
+                "--heartbeat-ms",
+                "200",
             ],
             "sip-edge ready",
         )

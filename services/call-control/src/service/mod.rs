@@ -25,6 +25,7 @@ use crate::b2bua::{
 };
 use crate::dialplan::{self, HuntMember, Target};
 
+mod edges;
 mod relocate;
 
 /// Settings of a call-control replica.
@@ -119,6 +120,7 @@ pub async fn start_instrumented(
         Some(_) => Some(bus.subscribe(subjects::MEDIA_HEARTBEATS).await?),
         None => None,
     };
+    let edge_heartbeats = bus.subscribe(subjects::EDGE_HEARTBEATS).await?;
     let core = B2bua::new(
         B2buaConfig {
             instance: config.instance.clone(),
@@ -135,7 +137,10 @@ pub async fn start_instrumented(
         .clone()
         .map(crate::writers::CdrWriter::start);
     let mut service = Service {
-        liveness: crate::liveness::MediaLiveness::default(),
+        media_alive: crate::liveness::Liveness::default(),
+        edges_alive: crate::liveness::Liveness::default(),
+        parked: Vec::new(),
+        journal: edges::Journal::default(),
         follower: crate::failover::FailoverFollower::default(),
         pending: std::collections::HashMap::new(),
         last_retry: now(),
@@ -161,6 +166,7 @@ pub async fn start_instrumented(
         media_events,
         failover_states,
         heartbeats,
+        edge_heartbeats,
     }));
     Ok(CallControlHandle { task })
 }
@@ -206,6 +212,7 @@ struct Subscriptions {
     media_events: Option<bus::Subscription>,
     failover_states: bus::Subscription,
     heartbeats: Option<bus::Subscription>,
+    edge_heartbeats: bus::Subscription,
 }
 
 /// The next message of an optional subscription (never, without one).
@@ -217,8 +224,13 @@ async fn next_of(subscription: &mut Option<bus::Subscription>) -> Option<BusMess
 }
 
 struct Service {
-    /// Media relay replicas alive, from their heartbeats (ADR 0020).
-    liveness: crate::liveness::MediaLiveness,
+    /// Media relay replicas and SIP edges alive, from their heartbeats (ADR 0020).
+    media_alive: crate::liveness::Liveness,
+    edges_alive: crate::liveness::Liveness,
+    /// Requests to phones behind a dead edge, waiting for the phone to come back.
+    parked: Vec<edges::Parked>,
+    /// Requests sent in the last seconds that no result answered yet.
+    journal: edges::Journal,
     /// The datacenters the failover controller marked failed.
     follower: crate::failover::FailoverFollower,
     /// Calls to move that wait for their phones to register through a surviving edge (or for
@@ -254,6 +266,7 @@ impl Service {
             mut media_events,
             mut failover_states,
             mut heartbeats,
+            mut edge_heartbeats,
         } = subscriptions;
         loop {
             let wake = self
@@ -301,6 +314,13 @@ impl Service {
                         None => heartbeats = None,
                     }
                     continue;
+                },
+                beat = edge_heartbeats.next() => match beat {
+                    Some(message) => {
+                        self.on_edge_heartbeat(&message);
+                        continue;
+                    }
+                    None => return,
                 },
                 _ = tokio::time::sleep_until(tick.into()) => {
                     self.on_tick().await;
@@ -766,6 +786,7 @@ impl Service {
         let Ok(result) = EdgeSendResult::decode(message.payload.clone()) else {
             return Vec::new();
         };
+        self.journal.answered(&result.call_ref);
         let Ok(SipMessage::Response(response)) = sip_msg::parse_datagram(&result.message) else {
             return Vec::new();
         };
@@ -804,21 +825,7 @@ impl Service {
                     call_ref,
                     request,
                     flow,
-                } => {
-                    let edge = flow.edge_id.clone();
-                    let payload = EdgeSend {
-                        call_ref,
-                        message: request.to_bytes(),
-                        flow: Some(flow),
-                        reply_subject: results_subject(&self.config.instance),
-                    };
-                    self.publish(
-                        &subjects::edge_send(&edge),
-                        types::EDGE_SEND,
-                        payload.encode_to_vec(),
-                    )
-                    .await
-                }
+                } => self.send_via_live_edge(call_ref, *request, flow).await,
                 Action::Persist { call_ids, mut call } => {
                     if let Some(caller_call_id) = call_ids.first() {
                         // Answered (or refreshed): who answered a hunt group's call.
@@ -833,7 +840,7 @@ impl Service {
                     call.owner_instance = self.config.instance.clone();
                     call.owner_datacenter = self.config.datacenter.clone();
                     call.media_datacenter = self
-                        .liveness
+                        .media_alive
                         .datacenter_of(&call.media_owner)
                         .unwrap_or_default()
                         .to_owned();
@@ -960,6 +967,32 @@ impl Service {
             Action::Ended(record) => anchoring.release(&record.call_id).await,
             _ => {}
         }
+    }
+
+    /// Asks `flow`'s edge to send `request` (ADR 0011), and keeps it a few seconds in the
+    /// journal: if the edge turns out dead before answering, it goes again around it.
+    async fn publish_send(
+        &mut self,
+        call_ref: String,
+        request: &Request,
+        flow: proto::v1::Flow,
+    ) -> Result<(), bus::BusError> {
+        let edge = flow.edge_id.clone();
+        let message = Bytes::from(request.to_bytes());
+        self.journal
+            .record(now(), &call_ref, message.clone(), flow.clone());
+        let payload = EdgeSend {
+            call_ref,
+            message: message.to_vec(),
+            flow: Some(flow),
+            reply_subject: results_subject(&self.config.instance),
+        };
+        self.publish(
+            &subjects::edge_send(&edge),
+            types::EDGE_SEND,
+            payload.encode_to_vec(),
+        )
+        .await
     }
 
     async fn publish(

@@ -103,10 +103,10 @@ impl Service {
 
     /// A media replica's heartbeat.
     pub(super) fn on_heartbeat(&mut self, message: &BusMessage) {
-        match media::heartbeat::decode_heartbeat(message) {
-            Ok(beat) => self.liveness.observe(
+        match telemetry::heartbeat::decode_heartbeat(message) {
+            Ok(beat) => self.media_alive.observe(
                 now(),
-                &beat.media_id,
+                &beat.id,
                 &beat.datacenter,
                 Duration::from_millis(u64::from(beat.interval_ms)),
             ),
@@ -114,20 +114,48 @@ impl Service {
         }
     }
 
+    /// An edge's heartbeat.
+    pub(super) fn on_edge_heartbeat(&mut self, message: &BusMessage) {
+        match telemetry::heartbeat::decode_heartbeat(message) {
+            Ok(beat) => self.edges_alive.observe(
+                now(),
+                &beat.id,
+                &beat.datacenter,
+                Duration::from_millis(u64::from(beat.interval_ms)),
+            ),
+            Err(e) => tracing::debug!(error = %e, "edge heartbeat dropped"),
+        }
+    }
+
     /// When [`Self::on_tick`] must run next: a replica's heartbeat deadline, or the retry of
-    /// waiting calls.
+    /// waiting calls and requests.
     pub(super) fn next_tick(&self) -> Option<Instant> {
-        let retry = (!self.pending.is_empty()).then(|| self.last_retry + RETRY_EVERY);
-        [self.liveness.next_deadline(), retry]
-            .into_iter()
-            .flatten()
-            .min()
+        let waiting = !self.pending.is_empty() || !self.parked.is_empty();
+        let retry = waiting.then(|| self.last_retry + RETRY_EVERY);
+        [
+            self.media_alive.next_deadline(),
+            self.edges_alive.next_deadline(),
+            retry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Media replicas that stopped beating move their calls; waiting calls are tried again.
     pub(super) async fn on_tick(&mut self) {
         let now = now();
-        let dead = self.liveness.newly_dead(now);
+        let dead_edges = self.edges_alive.newly_dead(now);
+        if !dead_edges.is_empty() {
+            tracing::warn!(edges = ?dead_edges, "SIP edges stopped beating: requests to their phones go around them");
+        }
+        for edge in &dead_edges {
+            self.resend_around(edge).await;
+        }
+        if !self.parked.is_empty() && now >= self.last_retry + RETRY_EVERY {
+            self.retry_parked().await;
+        }
+        let dead = self.media_alive.newly_dead(now);
         if !dead.is_empty() {
             tracing::warn!(media = ?dead, "media relay replicas stopped beating: moving their calls");
             self.sweep(None).await;
@@ -191,7 +219,7 @@ impl Service {
                 instance: &self.config.instance,
                 datacenter: &self.config.datacenter,
             };
-            let liveness = &self.liveness;
+            let liveness = &self.media_alive;
             let plan = plan_repair(&stored.snapshot, &me, self.follower.failed(), |id| {
                 liveness.is_dead(id)
             });
@@ -362,7 +390,7 @@ impl Service {
             anchoring.describe(caller, snapshot);
         }
         snapshot.media_datacenter = self
-            .liveness
+            .media_alive
             .datacenter_of(&snapshot.media_owner)
             .unwrap_or_default()
             .to_owned();
