@@ -181,19 +181,16 @@ pub async fn add_phones(
     realm: &str,
     count: u32,
 ) -> Vec<(String, String, String)> {
-    let mut phones = Vec::new();
+    let phones = fleet_phones(count);
     let mut ops = Vec::new();
-    for n in 0..count {
-        let number = format!("{}", 1100 + n);
-        let user = format!("p{number}");
-        let pw = format!("pw{number}");
+    for (user, pw, number) in &phones {
         let device = Device::try_from(v1::Device {
             id: format!("D-{number}"),
             sip_username: user.clone(),
             site_id: "S-1".into(),
             realm: realm.into(),
-            ha1_md5: ha1(Algorithm::Md5, &user, realm, &pw).as_hex().into(),
-            ha1_sha256: ha1(Algorithm::Sha256, &user, realm, &pw).as_hex().into(),
+            ha1_md5: ha1(Algorithm::Md5, user, realm, pw).as_hex().into(),
+            ha1_sha256: ha1(Algorithm::Sha256, user, realm, pw).as_hex().into(),
             transport: 0,
         })
         .unwrap();
@@ -208,7 +205,6 @@ pub async fn add_phones(
         })
         .unwrap();
         ops.push(put(Entry::Extension(extension)));
-        phones.push((user, pw, number));
         if ops.len() >= 100 {
             store.txn(vec![], std::mem::take(&mut ops)).await.unwrap();
         }
@@ -217,4 +213,14 @@ pub async fn add_phones(
         store.txn(vec![], ops).await.unwrap();
     }
     phones
+}
+
+/// The (SIP username, password, extension) of the phones [`add_phones`] writes.
+pub fn fleet_phones(count: u32) -> Vec<(String, String, String)> {
+    (0..count)
+        .map(|n| {
+            let number = format!("{}", 1100 + n);
+            (format!("p{number}"), format!("pw{number}"), number)
+        })
+        .collect()
 }

@@ -141,6 +141,142 @@ impl Event {
     }
 }
 
+impl Event {
+    /// Reads a line [`Event::to_json`] wrote: the time and the event.
+    pub fn from_json(line: &str) -> Option<(u64, Event)> {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let text = |key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_owned);
+        let number = |key: &str| v.get(key).and_then(serde_json::Value::as_u64);
+        let address = |key: &str| text(key).and_then(|a| a.parse::<SocketAddr>().ok());
+        let event = match v.get("ev")?.as_str()? {
+            "registered" => Event::Registered {
+                phone: text("phone")?,
+                server: address("server")?,
+            },
+            "register_failed" => Event::RegisterFailed {
+                phone: text("phone")?,
+                server: address("server")?,
+                status: u16::try_from(number("status")?).ok()?,
+            },
+            "moved" => Event::Moved {
+                phone: text("phone")?,
+                from: address("from")?,
+                to: address("to")?,
+            },
+            "call_attempt" => Event::CallAttempt {
+                call: text("call")?,
+            },
+            "call_answered" => Event::CallAnswered {
+                call: text("call")?,
+            },
+            "call_failed" => Event::CallFailed {
+                call: text("call")?,
+                status: u16::try_from(number("status")?).ok()?,
+            },
+            "reoffered" => Event::Reoffered {
+                call: text("call")?,
+                phone: text("phone")?,
+            },
+            "call_ended" => Event::CallEnded {
+                call: text("call")?,
+                longest_silence_ms: number("silence_ms")?,
+            },
+            "call_dropped" => Event::CallDropped {
+                call: text("call")?,
+                why: text("why")?,
+            },
+            _ => return None,
+        };
+        Some((number("t")?, event))
+    }
+}
+
+/// What a fleet run saw, from its events.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub attempts: usize,
+    pub answered: usize,
+    /// (time, Call-ID, status) of each failed set-up.
+    pub failed: Vec<(u64, String, u16)>,
+    /// (time, Call-ID, why) of each established call the network ended.
+    pub dropped: Vec<(u64, String, String)>,
+    pub ended: usize,
+    /// New offers answered (a phone's media moved).
+    pub reoffered: usize,
+    /// Each phone's last successful registration: its server.
+    pub registered_at: HashMap<String, SocketAddr>,
+    /// Phones that moved to another server.
+    pub moves: usize,
+    /// (attempt time, answered) of each call set-up that finished.
+    pub outcomes: Vec<(u64, bool)>,
+    /// The longest silence any caller heard in a call that ended normally.
+    pub longest_silence_ms: u64,
+}
+
+impl Summary {
+    pub fn of(events: &[(u64, Event)]) -> Summary {
+        let mut summary = Summary::default();
+        let mut attempt_at: HashMap<&str, u64> = HashMap::new();
+        for (t, event) in events {
+            match event {
+                Event::Registered { phone, server } => {
+                    summary.registered_at.insert(phone.clone(), *server);
+                }
+                Event::Moved { .. } => summary.moves += 1,
+                Event::CallAttempt { call } => {
+                    summary.attempts += 1;
+                    attempt_at.insert(call, *t);
+                }
+                Event::CallAnswered { call } => {
+                    summary.answered += 1;
+                    summary
+                        .outcomes
+                        .push((attempt_at.get(call.as_str()).copied().unwrap_or(*t), true));
+                }
+                Event::CallFailed { call, status } => {
+                    summary.failed.push((*t, call.clone(), *status));
+                    summary
+                        .outcomes
+                        .push((attempt_at.get(call.as_str()).copied().unwrap_or(*t), false));
+                }
+                Event::CallDropped { call, why } => {
+                    summary.dropped.push((*t, call.clone(), why.clone()));
+                }
+                Event::CallEnded {
+                    longest_silence_ms, ..
+                } => {
+                    summary.ended += 1;
+                    summary.longest_silence_ms =
+                        summary.longest_silence_ms.max(*longest_silence_ms);
+                }
+                Event::Reoffered { .. } => summary.reoffered += 1,
+                Event::RegisterFailed { .. } => {}
+            }
+        }
+        summary
+    }
+
+    /// From `fault_ms`, how long until calls set up again: 0 when no attempt made after the
+    /// fault failed, else from the fault to the attempt of the first answered call after the
+    /// last failed one (None: none after it).
+    pub fn recovery_ms(&self, fault_ms: u64) -> Option<u64> {
+        let mut outcomes = self.outcomes.clone();
+        outcomes.sort_unstable();
+        let Some(last_failure) = outcomes
+            .iter()
+            .filter(|(t, ok)| *t >= fault_ms && !ok)
+            .map(|(t, _)| *t)
+            .max()
+        else {
+            return Some(0);
+        };
+        outcomes
+            .iter()
+            .find(|(t, ok)| *ok && *t >= last_failure)
+            .map(|(t, _)| t.saturating_sub(fault_ms))
+    }
+}
+
 /// Runs the fleet until its duration is over and every call ended; events go to `events` with
 /// their time since the start.
 pub async fn run(config: FleetConfig, events: mpsc::UnboundedSender<(u64, Event)>) {
@@ -1029,5 +1165,71 @@ impl FleetPhone {
         );
         let server = self.server();
         self.send_to(&text, server).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn events_read_back_what_they_wrote() {
+        let server: SocketAddr = "10.77.0.2:5070".parse().unwrap();
+        let events = [
+            Event::Registered {
+                phone: "p1100".into(),
+                server,
+            },
+            Event::RegisterFailed {
+                phone: "p1100".into(),
+                server,
+                status: 503,
+            },
+            Event::Moved {
+                phone: "p1101".into(),
+                from: server,
+                to: server,
+            },
+            Event::CallAttempt {
+                call: "c\"1".into(),
+            },
+            Event::CallAnswered { call: "c1".into() },
+            Event::CallFailed {
+                call: "c1".into(),
+                status: 480,
+            },
+            Event::Reoffered {
+                call: "c1".into(),
+                phone: "p1100".into(),
+            },
+            Event::CallEnded {
+                call: "c1".into(),
+                longest_silence_ms: 40,
+            },
+            Event::CallDropped {
+                call: "c1".into(),
+                why: "BYE from the network: SIP;cause=408".into(),
+            },
+        ];
+        for (t, event) in events.into_iter().enumerate() {
+            let line = event.to_json(t as u64);
+            assert_eq!(Event::from_json(&line), Some((t as u64, event)), "{line}");
+        }
+        assert_eq!(Event::from_json("not json"), None);
+    }
+
+    #[test]
+    fn recovery_is_zero_without_failures_and_counts_to_the_first_success_after_the_last() {
+        let mut summary = Summary {
+            outcomes: vec![(100, true), (1_000, true)],
+            ..Summary::default()
+        };
+        assert_eq!(summary.recovery_ms(500), Some(0));
+        summary.outcomes = vec![(600, false), (900, false), (1_500, true), (2_000, true)];
+        assert_eq!(summary.recovery_ms(500), Some(1_000));
+        summary.outcomes = vec![(600, false)];
+        assert_eq!(summary.recovery_ms(500), None);
     }
 }

@@ -464,76 +464,6 @@ async fn a_dead_media_relay_has_its_calls_moved_to_another_by_re_invite() {
     call.alice.reply(&bye, StatusCode::OK, "a").await;
 }
 
-/// What a fleet run saw, from its events.
-#[derive(Debug, Default)]
-struct FleetReport {
-    attempts: usize,
-    answered: usize,
-    failed: Vec<(u64, String, u16)>,
-    dropped: Vec<(u64, String, String)>,
-    ended: usize,
-    reoffered: usize,
-    /// Each phone's last registration: its server.
-    registered_at: std::collections::HashMap<String, SocketAddr>,
-    /// Call attempts by Call-ID, with their time.
-    attempt_at: std::collections::HashMap<String, u64>,
-    /// (attempt time, answered) of each call.
-    outcomes: Vec<(u64, bool)>,
-}
-
-impl FleetReport {
-    fn of(events: &[(u64, test_phone::fleet::Event)]) -> FleetReport {
-        use test_phone::fleet::Event;
-        let mut report = FleetReport::default();
-        for (t, event) in events {
-            match event {
-                Event::Registered { phone, server } => {
-                    report.registered_at.insert(phone.clone(), *server);
-                }
-                Event::CallAttempt { call } => {
-                    report.attempts += 1;
-                    report.attempt_at.insert(call.clone(), *t);
-                }
-                Event::CallAnswered { call } => {
-                    report.answered += 1;
-                    report.outcomes.push((report.attempt_at[call], true));
-                }
-                Event::CallFailed { call, status } => {
-                    report.failed.push((*t, call.clone(), *status));
-                    report.outcomes.push((report.attempt_at[call], false));
-                }
-                Event::CallDropped { call, why } => {
-                    report.dropped.push((*t, call.clone(), why.clone()))
-                }
-                Event::CallEnded { .. } => report.ended += 1,
-                Event::Reoffered { .. } => report.reoffered += 1,
-                _ => {}
-            }
-        }
-        report
-    }
-
-    /// From `fault_ms`, how long until calls set up again: 0 when no attempt after the fault
-    /// failed, else the attempt time of the first answered call after the last failed one,
-    /// minus the fault time.
-    fn recovery_ms(&self, fault_ms: u64) -> Option<u64> {
-        let mut outcomes = self.outcomes.clone();
-        outcomes.sort();
-        let Some(last_failure) = outcomes
-            .iter()
-            .filter(|(t, ok)| *t >= fault_ms && !ok)
-            .map(|(t, _)| *t)
-            .max()
-        else {
-            return Some(0);
-        };
-        outcomes
-            .iter()
-            .find(|(t, ok)| *ok && *t >= last_failure)
-            .map(|(t, _)| t.saturating_sub(fault_ms))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_calling_through_a_datacenter_loss_loses_no_established_call() {
     let mut cluster = Cluster::start(ClusterOptions {
@@ -578,7 +508,7 @@ async fn a_fleet_calling_through_a_datacenter_loss_loses_no_established_call() {
     while let Ok(event) = events_rx.try_recv() {
         events.push(event);
     }
-    let report = FleetReport::of(&events);
+    let report = test_phone::fleet::Summary::of(&events);
     let recovery = report.recovery_ms(fault_ms);
     eprintln!(
         "fleet: {} attempts, {} answered, {} ended, {} failed, {} dropped, {} new offers; \
