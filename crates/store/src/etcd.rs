@@ -134,17 +134,24 @@ impl EtcdStore {
     /// Compacts etcd's history up to `revision`: watches from earlier revisions get
     /// [`StoreError::Compacted`]. (A cluster normally runs etcd's own auto-compaction.)
     pub async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        let mut kv = self.kv.clone();
-        self.bounded(kv.compact(revision, Some(CompactionOptions::new().with_physical())))
-            .await
-            .map(drop)
+        self.bounded(|| {
+            let mut kv = self.kv.clone();
+            async move {
+                kv.compact(revision, Some(CompactionOptions::new().with_physical()))
+                    .await
+            }
+        })
+        .await
+        .map(drop)
     }
 
-    async fn bounded<T>(
-        &self,
-        request: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        bounded(self.request_timeout, request, None).await
+    /// One request (made again by `request` if it never left), bounded by the timeout.
+    async fn bounded<T, F, Fut>(&self, request: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        bounded_retried(self.request_timeout, None, request).await
     }
 }
 
@@ -157,6 +164,48 @@ async fn bounded<T>(
         .await
         .map_err(|_| unavailable_after(timeout))?
         .map_err(|e| map_error(e, lease))
+}
+
+/// Attempts of a request that never left (see [`not_sent`]), within one request timeout.
+const UNSENT_ATTEMPTS: u32 = 8;
+
+/// Whether a request failed before reaching any member: the balanced channel handed it to a
+/// member it could not connect to. tonic's balancer keeps a member whose connection is
+/// refused among the ready ones, so with one member down about a third of the requests fail
+/// that way (the two-datacenter e2e saw it: every probe after a datacenter loss). Such a
+/// request was not applied, so sending it again — the balancer picks again — is safe, even
+/// for a transaction.
+fn not_sent(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::Unavailable
+                && status.message().contains("tcp connect error")
+        }
+        _ => false,
+    }
+}
+
+/// [`bounded`] for a request made by `request` each time: sent again, up to
+/// [`UNSENT_ATTEMPTS`] times in all, while it fails without having left.
+async fn bounded_retried<T, F, Fut>(
+    timeout: Duration,
+    lease: Option<LeaseId>,
+    mut request: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let attempts = async {
+        let mut attempt = 1;
+        loop {
+            match request().await {
+                Err(e) if attempt < UNSENT_ATTEMPTS && not_sent(&e) => attempt += 1,
+                outcome => return outcome,
+            }
+        }
+    };
+    bounded(timeout, attempts, lease).await
 }
 
 /// An error and its sources, `a: b: c` (tonic's transport error says only "transport
@@ -245,15 +294,21 @@ fn put_options(lease: Option<LeaseId>) -> Option<PutOptions> {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let mut kv = self.kv.clone();
-        let response = self.bounded(kv.get(key, None)).await?;
+        let response = self
+            .bounded(|| {
+                let mut kv = self.kv.clone();
+                async move { kv.get(key, None).await }
+            })
+            .await?;
         response.kvs().first().map(key_value).transpose()
     }
 
     async fn list_prefix(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), StoreError> {
-        let mut kv = self.kv.clone();
         let response = self
-            .bounded(kv.get(prefix, Some(GetOptions::new().with_prefix())))
+            .bounded(|| {
+                let mut kv = self.kv.clone();
+                async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
             .await?;
         let revision = header_revision(response.header())?;
         let kvs = response
@@ -270,19 +325,22 @@ impl Store for EtcdStore {
         value: Bytes,
         lease: Option<LeaseId>,
     ) -> Result<Revision, StoreError> {
-        let mut kv = self.kv.clone();
-        let response = bounded(
-            self.request_timeout,
-            kv.put(key, value.to_vec(), put_options(lease)),
-            lease,
-        )
+        let response = bounded_retried(self.request_timeout, lease, || {
+            let mut kv = self.kv.clone();
+            let value = value.to_vec();
+            async move { kv.put(key, value, put_options(lease)).await }
+        })
         .await?;
         header_revision(response.header())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let mut kv = self.kv.clone();
-        let response = self.bounded(kv.delete(key, None)).await?;
+        let response = self
+            .bounded(|| {
+                let mut kv = self.kv.clone();
+                async move { kv.delete(key, None).await }
+            })
+            .await?;
         Ok(response.deleted() > 0)
     }
 
@@ -314,9 +372,13 @@ impl Store for EtcdStore {
                 }
             })
             .collect();
-        let mut kv = self.kv.clone();
         let request = Txn::new().when(compares).and_then(ops);
-        let response = bounded(self.request_timeout, kv.txn(request), lease).await?;
+        let response = bounded_retried(self.request_timeout, lease, || {
+            let mut kv = self.kv.clone();
+            let request = request.clone();
+            async move { kv.txn(request).await }
+        })
+        .await?;
         Ok(TxnOutcome {
             succeeded: response.succeeded(),
             revision: header_revision(response.header())?,
@@ -329,31 +391,31 @@ impl Store for EtcdStore {
         let seconds = i64::try_from(ttl.as_millis().div_ceil(1000))
             .unwrap_or(i64::MAX)
             .max(1);
-        let mut client = self.client.clone();
-        let response = self.bounded(client.lease_grant(seconds, None)).await?;
+        let response = self
+            .bounded(|| {
+                let mut client = self.client.clone();
+                async move { client.lease_grant(seconds, None).await }
+            })
+            .await?;
         Ok(LeaseId(response.id()))
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
         // One request on a keep-alive stream; etcd-client reads the answer and reports a
         // TTL of 0 (unknown lease) as an error. The stream closes when dropped.
-        let mut client = self.client.clone();
-        bounded(
-            self.request_timeout,
-            client.lease_keep_alive(lease.0),
-            Some(lease),
-        )
+        bounded_retried(self.request_timeout, Some(lease), || {
+            let mut client = self.client.clone();
+            async move { client.lease_keep_alive(lease.0).await }
+        })
         .await
         .map(drop)
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
-        bounded(
-            self.request_timeout,
-            client.lease_revoke(lease.0),
-            Some(lease),
-        )
+        bounded_retried(self.request_timeout, Some(lease), || {
+            let mut client = self.client.clone();
+            async move { client.lease_revoke(lease.0).await }
+        })
         .await
         .map(drop)
     }
@@ -402,14 +464,16 @@ impl WatchTask {
         if self.next > 0 {
             options = options.with_start_revision(self.next);
         }
-        let mut client = self.client.clone();
-        let prefix = self.prefix.clone();
-        let opened = async move {
-            let mut stream = client.watch(prefix, Some(options)).await?;
-            let created = stream.message().await?;
-            Ok::<_, etcd_client::Error>((stream, created))
-        };
-        let (stream, created) = bounded(self.timeout, opened, None).await?;
+        let (stream, created) = bounded_retried(self.timeout, None, || {
+            let mut client = self.client.clone();
+            let (prefix, options) = (self.prefix.clone(), options.clone());
+            async move {
+                let mut stream = client.watch(prefix, Some(options)).await?;
+                let created = stream.message().await?;
+                Ok::<_, etcd_client::Error>((stream, created))
+            }
+        })
+        .await?;
         match created {
             Some(response) if response.created() => {
                 if self.next == 0 {
