@@ -141,6 +141,7 @@ fn deployments_run_each_binary_with_the_flags_from_the_spec() {
             2,
             vec![
                 "--edge-id=$(POD_NAME)".into(),
+                "--datacenter=dc-a".into(),
                 "--listen=udp:0.0.0.0:5060".into(),
                 "--listen=tcp:0.0.0.0:5060".into(),
                 "--listen=tls:0.0.0.0:5061".into(),
@@ -158,6 +159,7 @@ fn deployments_run_each_binary_with_the_flags_from_the_spec() {
             2,
             vec![
                 "--instance=$(POD_NAME)".into(),
+                "--datacenter=dc-b".into(),
                 etcd.into(),
                 format!("--nats={nats}"),
                 "--media-relay".into(),
@@ -171,6 +173,7 @@ fn deployments_run_each_binary_with_the_flags_from_the_spec() {
             2,
             vec![
                 "--media-id=$(POD_NAME)".into(),
+                "--datacenter=dc-a".into(),
                 format!("--nats={nats}"),
                 "--listen-ip=$(HOST_IP)".into(),
                 "--advertised-ip=192.0.2.20".into(),
@@ -186,6 +189,7 @@ fn deployments_run_each_binary_with_the_flags_from_the_spec() {
             2,
             vec![
                 "--media-id=$(POD_NAME)".into(),
+                "--datacenter=dc-b".into(),
                 format!("--nats={nats}"),
                 "--listen-ip=$(HOST_IP)".into(),
                 "--ports=16384-32767".into(),

@@ -79,6 +79,7 @@ fn args(spec: &PbxClusterSpec, dc: &Datacenter, component: Component) -> Vec<Str
         Component::Edge => {
             let mut args = vec![
                 "--edge-id=$(POD_NAME)".to_owned(),
+                format!("--datacenter={}", dc.name),
                 format!("--listen=udp:0.0.0.0:{}", spec.sip.udp_port),
                 format!("--listen=tcp:0.0.0.0:{}", spec.sip.tcp_port),
             ];
@@ -94,6 +95,8 @@ fn args(spec: &PbxClusterSpec, dc: &Datacenter, component: Component) -> Vec<Str
         Component::CallControl => {
             let mut args = vec![
                 "--instance=$(POD_NAME)".to_owned(),
+                // Calls move between datacenters by these names (ADR 0020).
+                format!("--datacenter={}", dc.name),
                 format!("--etcd={etcd}"),
                 format!("--nats={nats}"),
             ];
@@ -105,6 +108,7 @@ fn args(spec: &PbxClusterSpec, dc: &Datacenter, component: Component) -> Vec<Str
         Component::Media => {
             let mut args = vec![
                 "--media-id=$(POD_NAME)".to_owned(),
+                format!("--datacenter={}", dc.name),
                 format!("--nats={nats}"),
                 "--listen-ip=$(HOST_IP)".to_owned(),
             ];
