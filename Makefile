@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Where the shared corpora live (RFC 4475, PROTOS c07-sip, PJSIP seeds); read at run time.
 export CALANQUE_TESTDATA ?= $(abspath ../shared/testdata)
 
-.PHONY: help deps run test test-unit test-observability test-chart lint lint-ci fmt deny sans-io bench bench-directory bench-register bench-calls bench-media fuzz e2e-clean
+.PHONY: help deps run test test-unit test-observability test-chart lint lint-ci fmt deny sans-io bench bench-directory bench-register bench-calls bench-media fuzz e2e-ha e2e-clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -65,6 +65,10 @@ bench-directory: deps ## Directory: city import through the CLI, bus lookups und
 
 fuzz: ## Run the parser fuzz targets for FUZZ_SECONDS each (default 60; see docs/fuzzing.md)
 	@scripts/fuzz.sh $${FUZZ_SECONDS:-60}
+
+e2e-ha: deps ## Every two-datacenter failure scenario under a phone fleet (network namespaces, real etcd/NATS clusters); writes e2e/REPORT.md (about 8 min)
+	$(CARGO) build --workspace --bins --locked
+	./target/debug/cq-e2e-ha --report e2e/REPORT.md --machine "$$(nproc) cores, $$(uname -sr)"
 
 e2e-clean: ## Remove what a crashed e2e run left: processes in cq-* network namespaces, the namespaces
 	@for ns in $$(ip netns list 2>/dev/null | awk '$$1 ~ /^cq-/ {print $$1}'); do \

@@ -25,6 +25,10 @@ pub struct HarnessOptions {
     /// Bound on the clusters becoming healthy (etcd elected a leader and answers on every
     /// member; every NATS server routed to both others).
     pub cluster_timeout: Duration,
+    /// Fleet phones to seed beside the small city (`test_phone::directory::add_phones`).
+    pub fleet_phones: u32,
+    /// Anchor the site's calls on the media relays.
+    pub relay: bool,
 }
 
 impl Default for HarnessOptions {
@@ -34,6 +38,8 @@ impl Default for HarnessOptions {
             timing: FailoverTiming::default(),
             ready_timeout: Duration::from_secs(30),
             cluster_timeout: Duration::from_secs(30),
+            fleet_phones: 0,
+            relay: false,
         }
     }
 }
@@ -162,13 +168,18 @@ impl Harness {
 
     /// Writes the small test city into etcd (from cq-site-1, through all three members).
     pub fn seed_directory(&self) -> Result<()> {
-        let args = [
+        let mut args = vec![
             "seed".to_owned(),
             "--etcd".to_owned(),
             self.config.etcd.clone(),
             "--realm".to_owned(),
             self.config.realm.clone(),
+            "--fleet".to_owned(),
+            self.options.fleet_phones.to_string(),
         ];
+        if self.options.relay {
+            args.push("--relay".to_owned());
+        }
         run_in(SITE_1, &self.probe_bin, &args, SEED_TIMEOUT).context("seeding the directory")?;
         Ok(())
     }

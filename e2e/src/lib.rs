@@ -10,6 +10,9 @@
 //! the system through `cq-e2e` (this crate's binary) run inside a namespace:
 //! [`Harness::probe`] and the typed helpers built on it.
 //!
+//! [`scenarios`] runs the failure scenarios with a phone fleet and writes the report
+//! (`make e2e-ha`; a subset runs in `make test`).
+//!
 //! The API is synchronous (blocking): from async code, call it from `spawn_blocking` or
 //! before/after the runtime's work; the waits poll files and short-lived probes.
 
@@ -23,6 +26,7 @@ pub mod datacenter;
 mod harness;
 pub mod netns;
 pub mod process;
+pub mod scenarios;
 
 pub use harness::{Harness, HarnessOptions, TeardownReport};
 

@@ -98,7 +98,8 @@ impl NsProcess {
         Ok(process)
     }
 
-    fn spawn(&mut self) -> Result<()> {
+    /// Starts the process again with its arguments (after [`NsProcess::stop`] or a kill).
+    pub fn spawn(&mut self) -> Result<()> {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)

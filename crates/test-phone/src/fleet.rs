@@ -211,6 +211,9 @@ pub struct Summary {
     pub outcomes: Vec<(u64, bool)>,
     /// The longest silence any caller heard in a call that ended normally.
     pub longest_silence_ms: u64,
+    /// (time, phone) of every move and every successful registration.
+    pub move_times: Vec<(u64, String)>,
+    pub registration_times: Vec<(u64, String)>,
 }
 
 impl Summary {
@@ -221,8 +224,12 @@ impl Summary {
             match event {
                 Event::Registered { phone, server } => {
                     summary.registered_at.insert(phone.clone(), *server);
+                    summary.registration_times.push((*t, phone.clone()));
                 }
-                Event::Moved { .. } => summary.moves += 1,
+                Event::Moved { phone, .. } => {
+                    summary.moves += 1;
+                    summary.move_times.push((*t, phone.clone()));
+                }
                 Event::CallAttempt { call } => {
                     summary.attempts += 1;
                     attempt_at.insert(call, *t);
@@ -256,10 +263,30 @@ impl Summary {
         summary
     }
 
-    /// From `fault_ms`, how long until calls set up again: 0 when no attempt made after the
-    /// fault failed, else from the fault to the attempt of the first answered call after the
-    /// last failed one (None: none after it).
+    /// From `fault_ms`, how long until every phone that moved after it was registered again
+    /// (0 when none moved; None when one never registered again): until then that phone
+    /// could not call.
+    pub fn reregistered_ms(&self, fault_ms: u64) -> Option<u64> {
+        let mut slowest = 0;
+        for (moved_at, phone) in self.move_times.iter().filter(|(t, _)| *t >= fault_ms) {
+            let again = self
+                .registration_times
+                .iter()
+                .find(|(t, p)| t >= moved_at && p == phone)?;
+            slowest = slowest.max(again.0 - fault_ms);
+        }
+        Some(slowest)
+    }
+
+    /// From `fault_ms`, how long until new calls succeed again for every phone: the later of
+    /// [`Summary::reregistered_ms`] and the set-ups' recovery (0 when no set-up attempted
+    /// after the fault failed, else until the first answered one after the last failed one).
     pub fn recovery_ms(&self, fault_ms: u64) -> Option<u64> {
+        let setups = self.setups_recovery_ms(fault_ms)?;
+        Some(setups.max(self.reregistered_ms(fault_ms)?))
+    }
+
+    fn setups_recovery_ms(&self, fault_ms: u64) -> Option<u64> {
         let mut outcomes = self.outcomes.clone();
         outcomes.sort_unstable();
         let Some(last_failure) = outcomes
@@ -545,7 +572,7 @@ impl FleetPhone {
             if now >= end && self.call.is_none() && self.is_caller() {
                 return;
             }
-            if now >= end + Duration::from_secs(15) {
+            if now >= end + self.config.hold + Duration::from_secs(3) {
                 return; // callees linger for the last hang-ups, then stop
             }
             self.on_timers(now, end).await;
@@ -1231,5 +1258,12 @@ mod tests {
         assert_eq!(summary.recovery_ms(500), Some(1_000));
         summary.outcomes = vec![(600, false)];
         assert_eq!(summary.recovery_ms(500), None);
+        // A phone that moved is unavailable until it registered again.
+        summary.outcomes = vec![(2_000, true)];
+        summary.move_times = vec![(1_200, "p1".into()), (100, "p2".into())];
+        summary.registration_times = vec![(50, "p1".into()), (1_900, "p1".into())];
+        assert_eq!(summary.recovery_ms(500), Some(1_400));
+        summary.move_times.push((1_300, "p3".into()));
+        assert_eq!(summary.recovery_ms(500), None, "p3 never came back");
     }
 }

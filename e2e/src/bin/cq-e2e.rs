@@ -41,13 +41,55 @@ enum Probe {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
-    /// Writes the small test city (test_phone::directory::seed_small_city) into etcd.
+    /// Writes the small test city (test_phone::directory::seed_small_city) into etcd, and
+    /// `--fleet` more phones (`add_phones`); `--relay` anchors the site's calls on the relays.
     Seed {
         /// etcd client URLs, comma-separated.
         #[arg(long)]
         etcd: String,
         #[arg(long)]
         realm: String,
+        #[arg(long, default_value_t = 0)]
+        fleet: u32,
+        #[arg(long)]
+        relay: bool,
+    },
+    /// Runs a phone fleet (test_phone::fleet) against the servers, primary first; prints one
+    /// JSON event per line and exits when its duration is over.
+    Fleet {
+        /// SIP servers, IP:PORT, comma-separated, primary first.
+        #[arg(long, value_delimiter = ',')]
+        servers: Vec<SocketAddr>,
+        #[arg(long, default_value = "calanque.test")]
+        realm: String,
+        /// The address the phones bind (this namespace's).
+        #[arg(long)]
+        bind_ip: std::net::IpAddr,
+        /// How many phones (the first `count` that `seed --fleet` wrote); pairs call.
+        #[arg(long)]
+        phones: u32,
+        #[arg(long, default_value_t = 60)]
+        register_expires: u32,
+        #[arg(long, default_value_t = 500)]
+        keepalive_ms: u64,
+        #[arg(long, default_value_t = 2)]
+        misses: u32,
+        #[arg(long, default_value_t = 4000)]
+        hold_ms: u64,
+        #[arg(long, default_value_t = 500)]
+        pause_ms: u64,
+        #[arg(long)]
+        duration_s: u64,
+    },
+    /// Prints, as JSON, how many live bindings each of the first `phones` fleet phones has.
+    Bindings {
+        /// etcd client URLs, comma-separated.
+        #[arg(long)]
+        etcd: String,
+        #[arg(long, default_value = "calanque.test")]
+        realm: String,
+        #[arg(long)]
+        phones: u32,
     },
     /// Prints the failover state as JSON (`null` when there is none yet).
     FailoverState {
@@ -71,10 +113,85 @@ fn main() -> Result<()> {
             let status = sip_options(target, &realm, Duration::from_millis(timeout_ms))?;
             write_stdout(&status.to_string())
         }
-        Probe::Seed { etcd, realm } => runtime()?.block_on(async {
+        Probe::Seed {
+            etcd,
+            realm,
+            fleet,
+            relay,
+        } => runtime()?.block_on(async {
             let store = connect(&etcd).await?;
             test_phone::directory::seed_small_city(&store, &realm).await;
+            if fleet > 0 {
+                test_phone::directory::add_phones(&store, &realm, fleet).await;
+            }
+            if relay {
+                test_phone::directory::set_media_policy(&store, "S-1", true).await;
+            }
             write_stdout("seeded")
+        }),
+        Probe::Fleet {
+            servers,
+            realm,
+            bind_ip,
+            phones,
+            register_expires,
+            keepalive_ms,
+            misses,
+            hold_ms,
+            pause_ms,
+            duration_s,
+        } => {
+            let config = test_phone::fleet::FleetConfig {
+                servers,
+                realm,
+                bind_ip,
+                phones: test_phone::directory::fleet_phones(phones),
+                register_expires,
+                keepalive: Duration::from_millis(keepalive_ms),
+                misses,
+                hold: Duration::from_millis(hold_ms),
+                pause: Duration::from_millis(pause_ms),
+                duration: Duration::from_secs(duration_s),
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+                    let fleet = tokio::spawn(test_phone::fleet::run(config, events));
+                    // Each event as it happens: a killed fleet still leaves what it saw.
+                    while let Some((t, event)) = received.recv().await {
+                        write_stdout(&event.to_json(t))?;
+                    }
+                    fleet.await?;
+                    Ok(())
+                })
+        }
+        Probe::Bindings {
+            etcd,
+            realm,
+            phones,
+        } => runtime()?.block_on(async {
+            let store = connect(&etcd).await?;
+            let location =
+                location::LocationService::start(store, location::LocationConfig::default())
+                    .await?;
+            let mut counts = serde_json::Map::new();
+            for (user, _, _) in test_phone::directory::fleet_phones(phones) {
+                let aor = format!("sip:{user}@{realm}");
+                let now_unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs();
+                let live = location
+                    .fresh(&aor)
+                    .await?
+                    .iter()
+                    .filter(|b| b.binding.expires_at > now_unix)
+                    .count();
+                counts.insert(user, live.into());
+            }
+            write_stdout(&serde_json::Value::Object(counts).to_string())
         }),
         Probe::FailoverState { etcd } => runtime()?.block_on(async {
             let store = connect(&etcd).await?;
