@@ -6,17 +6,19 @@
 //! revision after the last one it delivered, so an etcd restart neither loses nor repeats
 //! events. Client TLS (`https://` endpoints, mutual TLS) is in [`tls`](EtcdTls).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, CompactionOptions, Compare as EtcdCompare, CompareOp, ConnectOptions, DeleteOptions,
-    EventType, GetOptions, KvClient, PutOptions, Txn, TxnOp, WatchClient, WatchOptions,
-    WatchStream,
+    CompactionOptions, Compare as EtcdCompare, CompareOp, ConnectOptions, DeleteOptions, EventType,
+    GetOptions, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
+use members::Members;
 use tokio::sync::mpsc;
 
+mod members;
 mod tls;
 
 pub use tls::{ClientIdentity, EtcdConfigError, EtcdTls};
@@ -69,9 +71,7 @@ impl EtcdConfig {
 /// [`Store`] on an etcd cluster. Cheap to clone (shares the connections).
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
-    kv: KvClient,
-    watch: WatchClient,
+    members: Arc<Members>,
     request_timeout: Duration,
 }
 
@@ -102,9 +102,11 @@ impl EtcdStore {
         if use_tls {
             options = options.with_tls(tls::options(&config.tls)?);
         }
-        let client = tokio::time::timeout(
+        // A member gets a third of the request's time before it goes to the next.
+        let attempt_timeout = (config.request_timeout / 3).max(Duration::from_millis(500));
+        let members = tokio::time::timeout(
             config.connect_timeout,
-            Client::connect(&config.endpoints, Some(options)),
+            Members::connect(&config.endpoints, &options, attempt_timeout),
         )
         .await
         .map_err(|_| unavailable_after(config.connect_timeout))?
@@ -116,17 +118,8 @@ impl EtcdStore {
             }
             e => map_error(e, None),
         })?;
-        let kv = client
-            .kv_client()
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let watch = client
-            .watch_client()
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(EtcdStore {
-            client,
-            kv,
-            watch,
+            members: Arc::new(members),
             request_timeout: config.request_timeout,
         })
     }
@@ -134,8 +127,8 @@ impl EtcdStore {
     /// Compacts etcd's history up to `revision`: watches from earlier revisions get
     /// [`StoreError::Compacted`]. (A cluster normally runs etcd's own auto-compaction.)
     pub async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        self.bounded(|| {
-            let mut kv = self.kv.clone();
+        self.bounded(|m| {
+            let mut kv = m.kv.clone();
             async move {
                 kv.compact(revision, Some(CompactionOptions::new().with_physical()))
                     .await
@@ -145,67 +138,14 @@ impl EtcdStore {
         .map(drop)
     }
 
-    /// One request (made again by `request` if it never left), bounded by the timeout.
+    /// One request, to one member after another (see `members`), bounded by the timeout.
     async fn bounded<T, F, Fut>(&self, request: F) -> Result<T, StoreError>
     where
-        F: FnMut() -> Fut,
+        F: FnMut(&members::Member) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        bounded_retried(self.request_timeout, None, request).await
+        self.members.run(self.request_timeout, None, request).await
     }
-}
-
-async fn bounded<T>(
-    timeout: Duration,
-    request: impl Future<Output = Result<T, etcd_client::Error>>,
-    lease: Option<LeaseId>,
-) -> Result<T, StoreError> {
-    tokio::time::timeout(timeout, request)
-        .await
-        .map_err(|_| unavailable_after(timeout))?
-        .map_err(|e| map_error(e, lease))
-}
-
-/// Attempts of a request that never left (see [`not_sent`]), within one request timeout.
-const UNSENT_ATTEMPTS: u32 = 8;
-
-/// Whether a request failed before reaching any member: the balanced channel handed it to a
-/// member it could not connect to. tonic's balancer keeps a member whose connection is
-/// refused among the ready ones, so with one member down about a third of the requests fail
-/// that way (the two-datacenter e2e saw it: every probe after a datacenter loss). Such a
-/// request was not applied, so sending it again — the balancer picks again — is safe, even
-/// for a transaction.
-fn not_sent(error: &etcd_client::Error) -> bool {
-    match error {
-        etcd_client::Error::GRpcStatus(status) => {
-            status.code() == tonic::Code::Unavailable
-                && status.message().contains("tcp connect error")
-        }
-        _ => false,
-    }
-}
-
-/// [`bounded`] for a request made by `request` each time: sent again, up to
-/// [`UNSENT_ATTEMPTS`] times in all, while it fails without having left.
-async fn bounded_retried<T, F, Fut>(
-    timeout: Duration,
-    lease: Option<LeaseId>,
-    mut request: F,
-) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, etcd_client::Error>>,
-{
-    let attempts = async {
-        let mut attempt = 1;
-        loop {
-            match request().await {
-                Err(e) if attempt < UNSENT_ATTEMPTS && not_sent(&e) => attempt += 1,
-                outcome => return outcome,
-            }
-        }
-    };
-    bounded(timeout, attempts, lease).await
 }
 
 /// An error and its sources, `a: b: c` (tonic's transport error says only "transport
@@ -295,8 +235,8 @@ fn put_options(lease: Option<LeaseId>) -> Option<PutOptions> {
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let response = self
-            .bounded(|| {
-                let mut kv = self.kv.clone();
+            .bounded(|m| {
+                let mut kv = m.kv.clone();
                 async move { kv.get(key, None).await }
             })
             .await?;
@@ -305,8 +245,8 @@ impl Store for EtcdStore {
 
     async fn list_prefix(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), StoreError> {
         let response = self
-            .bounded(|| {
-                let mut kv = self.kv.clone();
+            .bounded(|m| {
+                let mut kv = m.kv.clone();
                 async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
             })
             .await?;
@@ -325,19 +265,21 @@ impl Store for EtcdStore {
         value: Bytes,
         lease: Option<LeaseId>,
     ) -> Result<Revision, StoreError> {
-        let response = bounded_retried(self.request_timeout, lease, || {
-            let mut kv = self.kv.clone();
-            let value = value.to_vec();
-            async move { kv.put(key, value, put_options(lease)).await }
-        })
-        .await?;
+        let response = self
+            .members
+            .run(self.request_timeout, lease, |m| {
+                let mut kv = m.kv.clone();
+                let value = value.to_vec();
+                async move { kv.put(key, value, put_options(lease)).await }
+            })
+            .await?;
         header_revision(response.header())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let response = self
-            .bounded(|| {
-                let mut kv = self.kv.clone();
+            .bounded(|m| {
+                let mut kv = m.kv.clone();
                 async move { kv.delete(key, None).await }
             })
             .await?;
@@ -373,12 +315,14 @@ impl Store for EtcdStore {
             })
             .collect();
         let request = Txn::new().when(compares).and_then(ops);
-        let response = bounded_retried(self.request_timeout, lease, || {
-            let mut kv = self.kv.clone();
-            let request = request.clone();
-            async move { kv.txn(request).await }
-        })
-        .await?;
+        let response = self
+            .members
+            .run(self.request_timeout, lease, |m| {
+                let mut kv = m.kv.clone();
+                let request = request.clone();
+                async move { kv.txn(request).await }
+            })
+            .await?;
         Ok(TxnOutcome {
             succeeded: response.succeeded(),
             revision: header_revision(response.header())?,
@@ -392,8 +336,8 @@ impl Store for EtcdStore {
             .unwrap_or(i64::MAX)
             .max(1);
         let response = self
-            .bounded(|| {
-                let mut client = self.client.clone();
+            .bounded(|m| {
+                let mut client = m.client.clone();
                 async move { client.lease_grant(seconds, None).await }
             })
             .await?;
@@ -403,26 +347,28 @@ impl Store for EtcdStore {
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
         // One request on a keep-alive stream; etcd-client reads the answer and reports a
         // TTL of 0 (unknown lease) as an error. The stream closes when dropped.
-        bounded_retried(self.request_timeout, Some(lease), || {
-            let mut client = self.client.clone();
-            async move { client.lease_keep_alive(lease.0).await }
-        })
-        .await
-        .map(drop)
+        self.members
+            .run(self.request_timeout, Some(lease), |m| {
+                let mut client = m.client.clone();
+                async move { client.lease_keep_alive(lease.0).await }
+            })
+            .await
+            .map(drop)
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
-        bounded_retried(self.request_timeout, Some(lease), || {
-            let mut client = self.client.clone();
-            async move { client.lease_revoke(lease.0).await }
-        })
-        .await
-        .map(drop)
+        self.members
+            .run(self.request_timeout, Some(lease), |m| {
+                let mut client = m.client.clone();
+                async move { client.lease_revoke(lease.0).await }
+            })
+            .await
+            .map(drop)
     }
 
     async fn watch(&self, prefix: &str, from_revision: Revision) -> Result<Watch, StoreError> {
         let mut task = WatchTask {
-            client: self.watch.clone(),
+            members: self.members.clone(),
             prefix: prefix.to_owned(),
             next: from_revision.max(0),
             timeout: self.request_timeout,
@@ -439,7 +385,7 @@ impl Store for EtcdStore {
 }
 
 struct WatchTask {
-    client: WatchClient,
+    members: Arc<Members>,
     prefix: String,
     /// The first revision not delivered yet; 0 until etcd has told "now".
     next: Revision,
@@ -464,16 +410,18 @@ impl WatchTask {
         if self.next > 0 {
             options = options.with_start_revision(self.next);
         }
-        let (stream, created) = bounded_retried(self.timeout, None, || {
-            let mut client = self.client.clone();
-            let (prefix, options) = (self.prefix.clone(), options.clone());
-            async move {
-                let mut stream = client.watch(prefix, Some(options)).await?;
-                let created = stream.message().await?;
-                Ok::<_, etcd_client::Error>((stream, created))
-            }
-        })
-        .await?;
+        let (stream, created) = self
+            .members
+            .run(self.timeout, None, |m| {
+                let mut client = m.watch.clone();
+                let (prefix, options) = (self.prefix.clone(), options.clone());
+                async move {
+                    let mut stream = client.watch(prefix, Some(options)).await?;
+                    let created = stream.message().await?;
+                    Ok::<_, etcd_client::Error>((stream, created))
+                }
+            })
+            .await?;
         match created {
             Some(response) if response.created() => {
                 if self.next == 0 {

@@ -1,7 +1,7 @@
-//! A member that refuses connections among the endpoints: tonic's balanced channel still
-//! hands it requests, which fail before leaving; the store sends them again, so every request
-//! succeeds through the live member (the two-datacenter e2e found a third of them failing
-//! after a datacenter loss).
+//! A member that refuses connections among the endpoints: etcd-client's balanced channel
+//! kept handing it requests (a third of them failed after a datacenter loss in the
+//! two-datacenter e2e); the store asks the members one after another and avoids the one that
+//! failed, so every request succeeds through the live member.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
