@@ -38,26 +38,50 @@ fn typed(type_name: &str) -> BusHeaders {
     headers
 }
 
+/// How long one hand-off attempt waits for call-control's acknowledgement.
+const HAND_OFF_ATTEMPT: Duration = Duration::from_millis(500);
+
 impl CoreRouter {
     pub fn new(bus: Arc<dyn Bus>, timeout: Duration) -> CoreRouter {
         CoreRouter { bus, timeout }
     }
 
-    /// Hands a request to a call-control replica and waits for its acknowledgement.
+    /// Hands a request to a call-control replica and waits for its acknowledgement. A hand-off
+    /// not acknowledged within [`HAND_OFF_ATTEMPT`] is sent again (the queue group picks a
+    /// replica again) until the timeout: a replica across a partition that NATS has not
+    /// noticed yet swallows what it is given, and a replica acknowledges at once, so silence
+    /// means the message was lost. Call-control drops the copies it already had (by edge and
+    /// transaction).
     pub async fn hand_off(&self, request: EdgeRequest) -> Result<(), HandOffError> {
-        let reply = self
-            .bus
-            .request(
-                subjects::CALL_CONTROL_REQUESTS,
-                typed(types::EDGE_REQUEST),
-                Bytes::from(request.encode_to_vec()),
-                self.timeout,
-            )
-            .await?;
-        if reply.headers.get(subjects::TYPE_HEADER) == Some(types::BUS_ERROR) {
-            return Err(HandOffError::Refused);
+        let payload = Bytes::from(request.encode_to_vec());
+        let started = tokio::time::Instant::now();
+        loop {
+            let left = self.timeout.saturating_sub(started.elapsed());
+            let attempt = left.min(HAND_OFF_ATTEMPT);
+            match self
+                .bus
+                .request(
+                    subjects::CALL_CONTROL_REQUESTS,
+                    typed(types::EDGE_REQUEST),
+                    payload.clone(),
+                    attempt,
+                )
+                .await
+            {
+                Ok(reply) => {
+                    if reply.headers.get(subjects::TYPE_HEADER) == Some(types::BUS_ERROR) {
+                        return Err(HandOffError::Refused);
+                    }
+                    return Ok(());
+                }
+                Err(bus::BusError::Timeout { .. })
+                    if started.elapsed() + attempt < self.timeout =>
+                {
+                    tracing::debug!("hand-off not acknowledged: sending it again");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(())
     }
 
     /// Passes on something that needs no answer (the ACK of a 2xx, a CANCEL already answered).

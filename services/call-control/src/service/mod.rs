@@ -26,6 +26,7 @@ use crate::b2bua::{
 use crate::dialplan::{self, HuntMember, Target};
 
 mod edges;
+mod handoffs;
 mod relocate;
 
 /// Settings of a call-control replica.
@@ -141,6 +142,7 @@ pub async fn start_instrumented(
         edges_alive: crate::liveness::Liveness::default(),
         parked: Vec::new(),
         journal: edges::Journal::default(),
+        handoffs: handoffs::RecentHandOffs::default(),
         follower: crate::failover::FailoverFollower::default(),
         pending: std::collections::HashMap::new(),
         last_retry: now(),
@@ -231,6 +233,8 @@ struct Service {
     parked: Vec<edges::Parked>,
     /// Requests sent in the last seconds that no result answered yet.
     journal: edges::Journal,
+    /// Hand-offs already taken (an edge sends one again when its acknowledgement is late).
+    handoffs: handoffs::RecentHandOffs,
     /// The datacenters the failover controller marked failed.
     follower: crate::failover::FailoverFollower,
     /// Calls to move that wait for their phones to register through a surviving edge (or for
@@ -411,6 +415,14 @@ impl Service {
             tracing::warn!("undecodable EdgeRequest dropped");
             return Vec::new();
         };
+        if !edge_request.transaction.is_empty()
+            && !self
+                .handoffs
+                .first_time(now(), &edge_request.edge_id, &edge_request.transaction)
+        {
+            tracing::debug!("a hand-off sent again that this replica already has");
+            return Vec::new();
+        }
         let Ok(SipMessage::Request(request)) = sip_msg::parse_datagram(&edge_request.message)
         else {
             tracing::warn!("EdgeRequest without a SIP request dropped");
