@@ -178,11 +178,18 @@ impl Service {
         }
     }
 
-    /// Parked requests whose phone came back go out; those waiting too long are dropped.
+    /// Parked requests whose phone came back (or whose edge beats again) go out; those waiting
+    /// too long are dropped.
     pub(super) async fn retry_parked(&mut self) {
         let now = tokio::time::Instant::from_std(now());
         for parked in std::mem::take(&mut self.parked) {
-            if let Some(live) = self.live_flow_for(&parked.request, &parked.flow) {
+            // The edge is back (it was cut off, not dead: a partition): through it, then.
+            let live = if self.edges_alive.is_dead(&parked.flow.edge_id) {
+                self.live_flow_for(&parked.request, &parked.flow)
+            } else {
+                Some(parked.flow.clone())
+            };
+            if let Some(live) = live {
                 self.follow_phone(&parked.request, &live);
                 if let Err(e) = self
                     .publish_send(parked.call_ref, &parked.request, live)

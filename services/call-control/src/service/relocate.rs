@@ -62,6 +62,19 @@ fn caller_identity(snapshot: &EstablishedCall) -> Option<(String, String)> {
     Some((user, contact))
 }
 
+/// A heartbeat (media relay or edge) for `liveness`.
+fn observe_beat(liveness: &mut crate::liveness::Liveness, message: &BusMessage) {
+    match telemetry::heartbeat::decode_heartbeat(message) {
+        Ok(beat) => liveness.observe(
+            now(),
+            &beat.id,
+            &beat.datacenter,
+            Duration::from_millis(u64::from(beat.interval_ms)),
+        ),
+        Err(e) => tracing::debug!(error = %e, "heartbeat dropped"),
+    }
+}
+
 impl Service {
     /// The failover state stored before this replica started (it may have missed the
     /// announcement).
@@ -103,28 +116,12 @@ impl Service {
 
     /// A media replica's heartbeat.
     pub(super) fn on_heartbeat(&mut self, message: &BusMessage) {
-        match telemetry::heartbeat::decode_heartbeat(message) {
-            Ok(beat) => self.media_alive.observe(
-                now(),
-                &beat.id,
-                &beat.datacenter,
-                Duration::from_millis(u64::from(beat.interval_ms)),
-            ),
-            Err(e) => tracing::debug!(error = %e, "media heartbeat dropped"),
-        }
+        observe_beat(&mut self.media_alive, message);
     }
 
     /// An edge's heartbeat.
     pub(super) fn on_edge_heartbeat(&mut self, message: &BusMessage) {
-        match telemetry::heartbeat::decode_heartbeat(message) {
-            Ok(beat) => self.edges_alive.observe(
-                now(),
-                &beat.id,
-                &beat.datacenter,
-                Duration::from_millis(u64::from(beat.interval_ms)),
-            ),
-            Err(e) => tracing::debug!(error = %e, "edge heartbeat dropped"),
-        }
+        observe_beat(&mut self.edges_alive, message);
     }
 
     /// When [`Self::on_tick`] must run next: a replica's heartbeat deadline, or the retry of
