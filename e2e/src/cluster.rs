@@ -112,8 +112,20 @@ impl Member {
             .map(Member::nats_route_url)
             .collect::<Vec<_>>()
             .join(",");
+        // Pings every second, dropped after two unanswered, towards clients and between the
+        // routes: a route cut without a reset (a partition) is noticed in about 3 s instead
+        // of minutes, and the servers stop sending across it what the other side's
+        // subscribers (a queue group's members there) would never get. Production NATS needs
+        // the same (docs/adr/0020).
+        let config = std::env::temp_dir().join(format!("cq-e2e-{}.conf", self.nats_process()));
+        let _ = std::fs::write(
+            &config,
+            "ping_interval: \"1s\"\nping_max: 2\ncluster {\n  ping_interval: \"1s\"\n  ping_max: 2\n}\n",
+        );
         ProcessSpec::new(&self.nats_process(), &self.namespace, program)
             .args([
+                "-c".to_owned(),
+                config.display().to_string(),
                 "--name".to_owned(),
                 self.nats_process(),
                 "-a".to_owned(),

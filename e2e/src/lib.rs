@@ -44,8 +44,10 @@ pub struct FailoverView {
     pub moving: bool,
     /// The datacenters marked failed.
     pub failed: Vec<String>,
-    /// The controller instance that wrote it.
+    /// The controller instance that wrote it, and the leader key revision it held.
     pub writer: String,
+    #[serde(default)]
+    pub fencing: i64,
     /// The store revision of the write.
     pub revision: i64,
 }

@@ -128,9 +128,11 @@ pub struct Outcome {
     /// Phones without a live binding at the end, and with more than one.
     pub registrations_lost: usize,
     pub registrations_duplicated: usize,
-    /// The failover states seen during the run (writer, epoch), in order, deduplicated.
-    pub states: Vec<(String, u64)>,
-    /// Two controllers wrote states of the same epoch, or an epoch went back.
+    /// The failover states seen during the run (writer, fencing revision), in order,
+    /// deduplicated.
+    pub states: Vec<(String, i64)>,
+    /// Two controllers wrote under one fencing revision, or a write came under an older one
+    /// than already seen (a deposed leader's write got through).
     pub two_leaders: bool,
     pub note: String,
 }
@@ -175,10 +177,10 @@ fn fleet_spec(harness: &Harness, load: &Load) -> Result<ProcessSpec> {
 }
 
 /// Reads the failover state from wherever a member answers, and notes a new (writer, epoch).
-fn note_state(harness: &Harness, states: &mut Vec<(String, u64)>) {
+fn note_state(harness: &Harness, states: &mut Vec<(String, i64)>) {
     for from in [DC_B, DC_A, WITNESS] {
         if let Ok(Some(view)) = harness.failover_state(from) {
-            let seen = (view.writer, view.epoch);
+            let seen = (view.writer, view.fencing);
             if states.last() != Some(&seen) {
                 states.push(seen);
             }
@@ -188,7 +190,7 @@ fn note_state(harness: &Harness, states: &mut Vec<(String, u64)>) {
 }
 
 /// Sleeps `pause` while noting failover states every 500 ms.
-fn watch_states(harness: &Harness, states: &mut Vec<(String, u64)>, pause: Duration) {
+fn watch_states(harness: &Harness, states: &mut Vec<(String, i64)>, pause: Duration) {
     let until = Instant::now() + pause;
     while Instant::now() < until {
         note_state(harness, states);
@@ -196,17 +198,19 @@ fn watch_states(harness: &Harness, states: &mut Vec<(String, u64)>, pause: Durat
     }
 }
 
-/// Two leaders: an epoch written by two controllers, or an epoch going back.
-fn two_leaders(states: &[(String, u64)]) -> bool {
-    let mut writer_of: BTreeMap<u64, &str> = BTreeMap::new();
+/// Two leaders: one fencing revision used by two controllers, or a state written under an
+/// older fencing revision than one already seen. Each leadership term has its own fencing
+/// revision (ADR 0018), so a single leader at a time writes under increasing ones.
+fn two_leaders(states: &[(String, i64)]) -> bool {
+    let mut writer_of: BTreeMap<i64, &str> = BTreeMap::new();
     let mut highest = 0;
-    for (writer, epoch) in states {
-        if *epoch < highest {
+    for (writer, fencing) in states {
+        if *fencing < highest {
             return true;
         }
-        highest = *epoch;
+        highest = *fencing;
         if writer_of
-            .insert(*epoch, writer)
+            .insert(*fencing, writer)
             .is_some_and(|w| w != writer)
         {
             return true;
@@ -215,7 +219,7 @@ fn two_leaders(states: &[(String, u64)]) -> bool {
     false
 }
 
-fn apply(harness: &mut Harness, fault: Fault, states: &mut Vec<(String, u64)>) -> Result<String> {
+fn apply(harness: &mut Harness, fault: Fault, states: &mut Vec<(String, i64)>) -> Result<String> {
     Ok(match fault {
         Fault::Kill(name) => {
             harness.kill(name)?;
@@ -395,7 +399,7 @@ pub fn report(outcomes: &[Outcome], per_year: u32, machine: &str) -> String {
          - **registrations lost / duplicated**: fleet phones with no live binding in etcd at the \
          end, and with more than one.\n\
          - **one leader**: the failover states read during the run never show two controllers \
-         writing the same epoch, nor an epoch going back.\n\
+         writing under one fencing revision, nor a write under an older one than already seen.\n\
          - **projected downtime/yr**: recovery × {per_year}, assuming this failure {per_year} \
          times a year; the promise is under 7,200 s a year in all.\n\n"
     ));

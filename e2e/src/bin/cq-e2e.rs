@@ -204,6 +204,7 @@ fn main() -> Result<()> {
                         moving: state.is_moving(),
                         active: state.active,
                         epoch: state.epoch,
+                        fencing: state.fencing_revision,
                         writer: state.writer,
                         revision: kv.mod_revision,
                     })
