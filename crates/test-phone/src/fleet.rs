@@ -885,17 +885,7 @@ impl FleetPhone {
     ) {
         let mut response = build_response(request, status, tag);
         if let Some(sdp) = sdp {
-            response.headers.push(
-                HeaderName::Contact,
-                format!("<sip:{}@{}>", self.user, self.local),
-            );
-            response
-                .headers
-                .push(HeaderName::ContentType, "application/sdp");
-            response
-                .headers
-                .set(HeaderName::ContentLength, sdp.len().to_string());
-            response.body = bytes::Bytes::from(sdp);
+            crate::answer_with_sdp(&mut response, &self.user, self.local, &sdp);
         }
         let _ = self.socket.send_to(&response.to_bytes(), to).await;
     }

@@ -227,17 +227,7 @@ impl Phone {
     ) {
         let mut response = build_response(request, status, Some(tag));
         if status == StatusCode::OK && request.method == Method::Invite {
-            response.headers.push(
-                HeaderName::Contact,
-                format!("<sip:{}@{}>", self.user, self.local),
-            );
-            response
-                .headers
-                .push(HeaderName::ContentType, "application/sdp");
-            response
-                .headers
-                .set(HeaderName::ContentLength, sdp.len().to_string());
-            response.body = bytes::Bytes::from(sdp.to_owned());
+            answer_with_sdp(&mut response, &self.user, self.local, sdp);
         }
         self.send(&response.to_bytes()).await;
     }
@@ -259,4 +249,19 @@ impl Phone {
             self.local
         )
     }
+}
+
+/// Makes `response` a phone's answer with an SDP body: its Contact (`user` at `local`) and the
+/// body.
+pub fn answer_with_sdp(response: &mut Response, user: &str, local: SocketAddr, sdp: &str) {
+    response
+        .headers
+        .push(HeaderName::Contact, format!("<sip:{user}@{local}>"));
+    response
+        .headers
+        .push(HeaderName::ContentType, "application/sdp");
+    response
+        .headers
+        .set(HeaderName::ContentLength, sdp.len().to_string());
+    response.body = bytes::Bytes::from(sdp.to_owned());
 }

@@ -122,6 +122,58 @@ struct RelayedCall {
     invite: Request,
 }
 
+impl RelayedCall {
+    /// Both phones answer the new offers moving the call to a relay port in `ports` (within
+    /// `limit`) and talk to it; returns how long after `since` both were answered.
+    async fn answer_new_offers(
+        &self,
+        ports: &RangeInclusive<u16>,
+        limit: Duration,
+        since: Instant,
+    ) -> Duration {
+        let alice_sdp = sdp_for(self.alice_media.port());
+        let bob_sdp = sdp_for(self.bob_media.port());
+        let bob_call_id = self.invite.headers.call_id().unwrap();
+        let (to_alice, to_bob) = tokio::join!(
+            answer_new_offer(&self.alice, &self.call_id, ports, &alice_sdp, limit),
+            answer_new_offer(&self.bob, bob_call_id, ports, &bob_sdp, limit),
+        );
+        let moved_after = since.elapsed();
+        self.alice_media.talk_to(to_alice);
+        self.bob_media.talk_to(to_bob);
+        moved_after
+    }
+
+    /// After a second of talking through the new relay, both phones hear each other through
+    /// `ports` with no gap over 200 ms.
+    async fn check_media_through(&self, ports: &RangeInclusive<u16>) {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let recovered = Instant::now() - Duration::from_millis(800);
+        for (who, media) in [("Alice", &self.alice_media), ("Bob", &self.bob_media)] {
+            let (gap, through) = media.since(recovered, ports);
+            assert!(
+                through >= 25,
+                "{who} hears the other through the new relay: {through}"
+            );
+            assert!(
+                gap < Duration::from_millis(200),
+                "{who}: silence of {gap:?} after the move"
+            );
+        }
+    }
+
+    /// Bob hangs up through his current edge; Alice gets the BYE.
+    async fn bob_hangs_up(&mut self) {
+        let bye = callee_bye(&self.bob, &self.invite, &contact_of(&self.invite), 10);
+        self.bob.send(bye.as_bytes()).await;
+        assert_eq!(self.bob.response(false).await.status, StatusCode::OK);
+        let bye = self.alice.request().await;
+        assert_eq!(bye.method, Method::Bye);
+        assert_eq!(bye.headers.call_id(), Some(self.call_id.as_str()));
+        self.alice.reply(&bye, StatusCode::OK, "a").await;
+    }
+}
+
 async fn relayed_call(cluster: &Cluster, prefix: &str) -> RelayedCall {
     let mut alice_media = Talker::new().await;
     let mut bob_media = Talker::new().await;
@@ -337,41 +389,15 @@ async fn losing_a_datacenter_moves_its_relayed_call_to_the_other_by_re_invite() 
         phone.register().await;
     }
 
-    // dc-b's call-control moves the call: new offers through dc-b's edge, on dc-b's relay.
-    let alice_sdp = sdp_for(call.alice_media.port());
-    let bob_sdp = sdp_for(call.bob_media.port());
-    let limit = Duration::from_secs(30);
-    let (to_alice, to_bob) = tokio::join!(
-        answer_new_offer(&call.alice, &call.call_id, &ports_b, &alice_sdp, limit),
-        answer_new_offer(
-            &call.bob,
-            call.invite.headers.call_id().unwrap(),
-            &ports_b,
-            &bob_sdp,
-            limit
-        ),
-    );
-    let moved_after = lost_at.elapsed();
-    call.alice_media.talk_to(to_alice);
-    call.bob_media.talk_to(to_bob);
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // dc-b's call-control moves the call: new offers through dc-b's edge, on dc-b's relay,
+    // and media flows again through it, both ways.
+    let moved_after = call
+        .answer_new_offers(&ports_b, Duration::from_secs(30), lost_at)
+        .await;
+    call.check_media_through(&ports_b).await;
     let state = failover_state(&cluster).await.unwrap();
     assert_eq!(state.active_datacenter, "dc-b", "{state:?}");
     assert!(state.failed.iter().any(|f| f.datacenter == "dc-a"));
-
-    // Media flows again, through dc-b's relay, both ways.
-    let recovered = Instant::now() - Duration::from_millis(800);
-    for (who, media) in [("Alice", &call.alice_media), ("Bob", &call.bob_media)] {
-        let (gap, from_b) = media.since(recovered, &ports_b);
-        assert!(
-            from_b >= 25,
-            "{who} hears the other through dc-b's relay: {from_b}"
-        );
-        assert!(
-            gap < Duration::from_millis(200),
-            "{who}: silence of {gap:?} after the move"
-        );
-    }
     let (silence_a, _) = call.alice_media.since(lost_at, &ports_b);
     let (silence_b, _) = call.bob_media.since(lost_at, &ports_b);
     eprintln!(
@@ -397,13 +423,7 @@ async fn losing_a_datacenter_moves_its_relayed_call_to_the_other_by_re_invite() 
     );
 
     // Bob hangs up through dc-b's edge; Alice gets the BYE there.
-    let bye = callee_bye(&call.bob, &call.invite, &contact_of(&call.invite), 10);
-    call.bob.send(bye.as_bytes()).await;
-    assert_eq!(call.bob.response(false).await.status, StatusCode::OK);
-    let bye = call.alice.request().await;
-    assert_eq!(bye.method, Method::Bye);
-    assert_eq!(bye.headers.call_id(), Some(call.call_id.as_str()));
-    call.alice.reply(&bye, StatusCode::OK, "a").await;
+    call.bob_hangs_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,53 +435,22 @@ async fn a_dead_media_relay_has_its_calls_moved_to_another_by_re_invite() {
     .await;
     let _cc = cluster.call_control("cc-1").await;
     wait_for_edge(cluster.sip).await;
-    let call = relayed_call(&cluster, "media-loss").await;
+    let mut call = relayed_call(&cluster, "media-loss").await;
     let ports_2 = ports_after(&cluster.relay_ports);
     let _media_2 = cluster.media("media-2", "", ports_2.clone()).await;
 
     let lost_at = Instant::now();
     kill(cluster.take("media"), "the call's relay");
-    let alice_sdp = sdp_for(call.alice_media.port());
-    let bob_sdp = sdp_for(call.bob_media.port());
-    let limit = Duration::from_secs(10);
-    let (to_alice, to_bob) = tokio::join!(
-        answer_new_offer(&call.alice, &call.call_id, &ports_2, &alice_sdp, limit),
-        answer_new_offer(
-            &call.bob,
-            call.invite.headers.call_id().unwrap(),
-            &ports_2,
-            &bob_sdp,
-            limit
-        ),
-    );
-    let moved_after = lost_at.elapsed();
-    call.alice_media.talk_to(to_alice);
-    call.bob_media.talk_to(to_bob);
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    let recovered = Instant::now() - Duration::from_millis(800);
-    for (who, media) in [("Alice", &call.alice_media), ("Bob", &call.bob_media)] {
-        let (gap, from_2) = media.since(recovered, &ports_2);
-        assert!(
-            from_2 >= 25,
-            "{who} hears the other through the new relay: {from_2}"
-        );
-        assert!(
-            gap < Duration::from_millis(200),
-            "{who}: silence of {gap:?}"
-        );
-    }
+    let moved_after = call
+        .answer_new_offers(&ports_2, Duration::from_secs(10), lost_at)
+        .await;
+    call.check_media_through(&ports_2).await;
     let (silence, _) = call.alice_media.since(lost_at, &ports_2);
     eprintln!("relay lost: new offers answered after {moved_after:?}; longest silence {silence:?}");
     // Heartbeats every 200 ms, dead after three: the move starts within a second.
     assert!(moved_after < Duration::from_secs(3), "{moved_after:?}");
 
-    // Alice hangs up; Bob gets the BYE.
-    let bye = callee_bye(&call.bob, &call.invite, &contact_of(&call.invite), 10);
-    call.bob.send(bye.as_bytes()).await;
-    assert_eq!(call.bob.response(false).await.status, StatusCode::OK);
-    let bye = call.alice.request().await;
-    assert_eq!(bye.method, Method::Bye);
-    call.alice.reply(&bye, StatusCode::OK, "a").await;
+    call.bob_hangs_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
