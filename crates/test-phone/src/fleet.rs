@@ -332,6 +332,8 @@ struct Pending {
     tries: u32,
     /// INVITEs stop retransmitting after a provisional answer.
     provisional: bool,
+    /// Servers this request was moved to after its first went silent.
+    moved: u32,
 }
 
 /// The phone's call, as caller or callee.
@@ -494,6 +496,7 @@ impl FleetPhone {
                 sent: Instant::now(),
                 tries: 1,
                 provisional: false,
+                moved: 0,
             },
         );
     }
@@ -556,6 +559,7 @@ impl FleetPhone {
         for pending in self.pending.values_mut() {
             pending.server = to;
             pending.tries = 1;
+            pending.moved += 1;
         }
         self.emit(Event::Moved {
             phone: self.user.clone(),
@@ -617,6 +621,18 @@ impl FleetPhone {
             let Some(p) = self.pending.get_mut(&key) else {
                 continue;
             };
+            // A call's request unanswered for 2 s: like a phone with a backup proxy, try the
+            // next server (once per request), registering there.
+            let in_call = key.1 == "INVITE" || key.1 == "BYE";
+            if in_call && p.tries >= 4 && p.moved == 0 && self.config.servers.len() > 1 {
+                self.move_on();
+                let Some(p) = self.pending.get(&key) else {
+                    continue;
+                };
+                let (text, server) = (p.text.clone(), p.server);
+                self.send_to(&text, server).await;
+                continue;
+            }
             if p.tries >= 8 {
                 self.pending.remove(&key);
                 self.timed_out(&key.1).await;
@@ -665,6 +681,7 @@ impl FleetPhone {
                     sent: now,
                     tries: 8,
                     provisional: true,
+                    moved: 0,
                 },
             );
         }
