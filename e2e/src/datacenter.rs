@@ -70,6 +70,16 @@ impl Datacenter {
         self.name.strip_prefix("dc-").unwrap_or(&self.name)
     }
 
+    /// `urls` (comma-separated) with this datacenter's own first: services use the first
+    /// server they can reach, and one across a partition would cut them off.
+    fn local_first(&self, urls: &str) -> String {
+        let own = format!("//{}:", self.address);
+        let (mut local, others): (Vec<&str>, Vec<&str>) =
+            urls.split(',').partition(|url| url.contains(&own));
+        local.extend(others);
+        local.join(",")
+    }
+
     /// The edge's SIP address (UDP).
     pub fn sip(&self) -> SocketAddrV4 {
         SocketAddrV4::new(self.address, SIP_PORT)
@@ -108,7 +118,7 @@ impl Datacenter {
                     "--store".to_owned(),
                     format!("etcd:{}", config.etcd),
                     "--bus".to_owned(),
-                    config.nats.clone(),
+                    self.local_first(&config.nats),
                     "--rest".to_owned(),
                     self.at(DIRECTORY_REST_PORT),
                     "--grpc".to_owned(),
@@ -123,7 +133,7 @@ impl Datacenter {
             ProcessSpec::new(&media, ns, bins.calanque("calanque-media")?)
                 .args([
                     "--nats".to_owned(),
-                    config.nats.clone(),
+                    self.local_first(&config.nats),
                     "--media-id".to_owned(),
                     media.clone(),
                     "--datacenter".to_owned(),
@@ -149,7 +159,7 @@ impl Datacenter {
                     "--etcd".to_owned(),
                     config.etcd.clone(),
                     "--nats".to_owned(),
-                    config.nats.clone(),
+                    self.local_first(&config.nats),
                     "--realm".to_owned(),
                     config.realm.clone(),
                     "--nonce-key".to_owned(),
@@ -167,7 +177,7 @@ impl Datacenter {
                     "--etcd".to_owned(),
                     config.etcd.clone(),
                     "--nats".to_owned(),
-                    config.nats.clone(),
+                    self.local_first(&config.nats),
                     "--domain".to_owned(),
                     config.realm.clone(),
                     "--media-relay".to_owned(),
@@ -205,7 +215,7 @@ impl Datacenter {
             "--etcd".to_owned(),
             config.etcd.clone(),
             "--nats".to_owned(),
-            config.nats.clone(),
+            self.local_first(&config.nats),
         ];
         for datacenter in datacenters {
             args.extend(["--datacenter".to_owned(), datacenter.failover_target()]);

@@ -38,7 +38,8 @@ use crate::{Bus, BusError, BusHeaders, BusMessage, DEFAULT_SUBSCRIPTION_CAPACITY
 pub struct NatsOptions {
     /// The connection name the server shows (e.g. `directory-7f9c`), for operators.
     pub name: String,
-    /// Server URLs (`nats://host:port`); the client picks among them and fails over.
+    /// Server URLs (`nats://host:port`), the own datacenter's first: the client uses them in
+    /// this order and fails over to the next.
     pub servers: Vec<String>,
     /// Messages a subscription may hold before new ones are dropped for it.
     pub subscription_capacity: usize,
@@ -112,6 +113,10 @@ impl NatsBus {
             .name(&options.name)
             .connection_timeout(options.connection_timeout)
             .ping_interval(options.ping_interval)
+            // The servers in the order given, the caller's own datacenter's first: a service
+            // connected to the other datacenter's server loses its bus in a partition until
+            // its pings notice (the e2e partition scenario lost hand-offs that way).
+            .retain_servers_order()
             .max_reconnects(None)
             .reconnect_delay_callback(move |attempts| reconnect_delay(attempts, max_delay))
             .event_callback(move |event| {
