@@ -425,7 +425,11 @@ pub fn report(outcomes: &[Outcome], per_year: u32, machine: &str) -> String {
          times a year; the promise is under 7,200 s a year in all.\n\n"
     ));
     for o in outcomes.iter().filter(|o| !o.passed()) {
-        out.push_str(&format!("\n**Why {} missed**: {}\n", o.name, why_it_misses(o.fault)));
+        out.push_str(&format!(
+            "\n**Why {} missed**: {}\n",
+            o.name,
+            why_it_misses(o.fault)
+        ));
     }
     out.push('\n');
     for o in outcomes {
