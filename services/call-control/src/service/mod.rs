@@ -415,7 +415,10 @@ impl Service {
             tracing::warn!("undecodable EdgeRequest dropped");
             return Vec::new();
         };
-        if !edge_request.transaction.is_empty()
+        // Only hand-offs (requests awaiting our acknowledgement) are sent again; a CANCEL
+        // notification carries its INVITE's handle and is not a copy of it.
+        if message.reply_to.is_some()
+            && !edge_request.transaction.is_empty()
             && !self
                 .handoffs
                 .first_time(now(), &edge_request.edge_id, &edge_request.transaction)
