@@ -23,6 +23,7 @@
 pub mod binaries;
 pub mod cluster;
 pub mod datacenter;
+pub mod delay;
 mod harness;
 pub mod netns;
 pub mod process;
