@@ -5,6 +5,9 @@
 //! decision's write, or in a write of its own when a judgment changed and the decision writes
 //! nothing: a datacenter's health is written when it changes, not every round.
 //!
+//! Every round the controller also stores its own judgments (`view.rs`) under a lease of its
+//! own, and reads the others': the planner fails a datacenter only when they agree.
+//!
 //! Works on any [`Store`] (etcd in a cluster, the embedded store all-in-one). The controller
 //! keeps probing and planning as a follower, so that a new leader starts with warm health
 //! streaks instead of waiting a whole detection period after it takes over.
@@ -15,20 +18,21 @@ use std::time::Duration;
 use bus::{Bus, BusHeaders};
 use bytes::Bytes;
 use proto::subjects;
-use store::{Compare, KeyValue, Op, Revision, Store, StoreError};
+use store::{Compare, KeyValue, LeaseId, Op, Revision, Store, StoreError};
 use telemetry::OperatorMetrics;
 use tokio::time::Instant;
 
 use crate::leader::{Fence, FencedOutcome, Leadership, LeadershipConfig, fenced_txn};
 use crate::planner::{
-    Action, Decision, Degradation, HeldBack, Leadership as PlannerLeadership, PlanInput, Planner,
-    PlannerConfig,
+    Action, Decision, Degradation, HeldBack, Leadership as PlannerLeadership, PeerView, PlanInput,
+    Planner, PlannerConfig,
 };
 use crate::probe::HealthSource;
 use crate::state::{
     FAILBACK_KEY, FailoverState, LEADER_KEY, PREFIX, STATE_KEY, StateError, WriteStamp,
     judge_health,
 };
+use crate::view::{self, VIEWS_PREFIX, view_key};
 
 /// The `role` label of the leadership gauge.
 pub const LEADER_ROLE: &str = "failover-controller";
@@ -65,6 +69,8 @@ impl ControllerConfig {
 struct Stored {
     state: Option<(FailoverState, Revision)>,
     failback: Option<(String, Revision)>,
+    /// The other controllers' views.
+    peers: Vec<PeerView>,
 }
 
 /// The running controller's parts.
@@ -86,6 +92,10 @@ struct Memory {
     degraded: Vec<Degradation>,
     healthy: Vec<(String, bool)>,
     leading: bool,
+    /// The lease this controller's view is stored under, and when it was last renewed.
+    view_lease: Option<(LeaseId, Instant)>,
+    /// The view last stored under it.
+    published: Option<PeerView>,
 }
 
 impl Controller {
@@ -137,7 +147,12 @@ impl Controller {
         for observation in &observations.datacenters {
             planner.observe(observation);
         }
-        let stored = match read_stored(self.store.as_ref()).await {
+        self.publish_view(
+            planner.view(&self.config.instance, Instant::now().into_std()),
+            memory,
+        )
+        .await;
+        let stored = match read_stored(self.store.as_ref(), &self.config.instance).await {
             Ok(stored) => stored,
             Err(ReadError::Store(e)) => {
                 // Without the store nothing can be written anyway; keep probing.
@@ -163,6 +178,7 @@ impl Controller {
             witness: observations.witness,
             failback_request: stored.failback.as_ref().map(|(dc, _)| dc.as_str()),
             announced_epoch: memory.announced,
+            peers: &stored.peers,
         });
         self.note_report(&decision, state, memory);
         let Some(fence) = fence else {
@@ -311,6 +327,57 @@ impl Controller {
         }
     }
 
+    /// Stores `view` under this controller's lease when it changed (or the lease is new), and
+    /// renews the lease every third of its TTL. A lost lease takes the stored view with it: a
+    /// new one is granted and the view stored again.
+    async fn publish_view(&self, view: PeerView, memory: &mut Memory) {
+        let ttl = self.config.lease_ttl;
+        let lease = match memory.view_lease {
+            Some((lease, renewed)) if renewed.elapsed() < ttl / 3 => lease,
+            Some((lease, _)) => match self.store.keep_alive(lease).await {
+                Ok(()) => {
+                    memory.view_lease = Some((lease, Instant::now()));
+                    lease
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing the view's lease failed");
+                    memory.view_lease = None;
+                    memory.published = None;
+                    return;
+                }
+            },
+            None => match self.store.grant_lease(ttl).await {
+                Ok(lease) => {
+                    memory.view_lease = Some((lease, Instant::now()));
+                    memory.published = None;
+                    lease
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "granting the view's lease failed");
+                    return;
+                }
+            },
+        };
+        if memory.published.as_ref() == Some(&view) {
+            return;
+        }
+        let stored = self
+            .store
+            .put(
+                &view_key(&self.config.instance),
+                Bytes::from(view::encode(&view)),
+                Some(lease),
+            )
+            .await;
+        match stored {
+            Ok(_) => {
+                tracing::info!(seen = ?view.seen, failed = ?view.failed, "view stored");
+                memory.published = Some(view);
+            }
+            Err(e) => tracing::warn!(error = %e, "storing the view failed"),
+        }
+    }
+
     /// Publishes `state` on the bus (when there is one). Without a bus the stored state is the
     /// announcement.
     async fn announce(&self, state: &FailoverState, memory: &mut Memory) {
@@ -408,8 +475,10 @@ enum ReadError {
     State(StateError),
 }
 
-/// The state and the failback request, in one listing of the prefix.
-async fn read_stored(store: &dyn Store) -> Result<Stored, ReadError> {
+/// The state, the failback request and the other controllers' views (`instance`'s own left
+/// out), in one listing of the prefix. An unreadable view is left out too: it cannot confirm a
+/// failure, nor hold one back.
+async fn read_stored(store: &dyn Store, instance: &str) -> Result<Stored, ReadError> {
     let (keys, _) = store.list_prefix(PREFIX).await.map_err(ReadError::Store)?;
     let mut stored = Stored::default();
     for KeyValue {
@@ -425,6 +494,13 @@ async fn read_stored(store: &dyn Store) -> Result<Stored, ReadError> {
         } else if key == FAILBACK_KEY {
             let datacenter = String::from_utf8_lossy(&value).trim().to_owned();
             stored.failback = Some((datacenter, mod_revision));
+        } else if let Some(peer) = key.strip_prefix(VIEWS_PREFIX)
+            && peer != instance
+        {
+            match view::decode(&value) {
+                Ok(view) => stored.peers.push(view),
+                Err(e) => tracing::warn!(%key, error = %e, "a peer's view is unreadable"),
+            }
         }
     }
     Ok(stored)

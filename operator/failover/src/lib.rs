@@ -8,6 +8,7 @@
 //! - [`leader`]: leadership on the store (lease, campaign, keep-alive) and [`leader::fenced_txn`].
 //! - [`probe`]: the I/O feeding the planner (SIP OPTIONS, `/readyz`, the witness).
 //! - [`controller`]: the loop tying them together, announcing the state on the bus.
+//! - [`view`]: each controller's own judgments, stored for the leader's second opinion.
 //! - [`watch`]: reading the stored state from outside ([`watch_state`]: list, then follow).
 
 pub mod controller;
@@ -15,6 +16,7 @@ pub mod leader;
 pub mod planner;
 pub mod probe;
 pub mod state;
+pub mod view;
 pub mod watch;
 
 pub use controller::{Controller, ControllerConfig};

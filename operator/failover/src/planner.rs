@@ -18,6 +18,12 @@
 //!   the target healthy for the detection period, or automatically (when configured) to the
 //!   primary after `failback_after` of continuous health — and never while either side is
 //!   unhealthy.
+//! - A second opinion before a forced change: a datacenter is failed over (or marked failed)
+//!   only when more than half of the controllers that judge it — the leader and the peers
+//!   whose views are stored ([`PeerView`]) — judge it failed. In a partition between the
+//!   datacenters the leader, on one side, sees the other dead, but the other side's controller
+//!   (and one at the witness, when there is one) still sees it alive: nothing moves. A lost
+//!   datacenter's controller is lost with it; its view goes with its lease.
 //! - Witness lost: only changes forced by a failed datacenter are made (the lease proves the
 //!   controller is on etcd's quorum side); no voluntary change (failback, recovery marks,
 //!   dismissals) until the witness is back. The report says degraded.
@@ -128,6 +134,16 @@ pub struct Leadership {
     pub fencing_revision: i64,
 }
 
+/// Another failover controller's judgments, as stored under its lease (`view.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerView {
+    pub instance: String,
+    /// The datacenters it observed within the detection period.
+    pub seen: Vec<String>,
+    /// Those it has seen unhealthy for the whole detection period.
+    pub failed: Vec<String>,
+}
+
 /// Everything but the observations, as of `now`.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
@@ -141,6 +157,8 @@ pub struct PlanInput<'a> {
     pub failback_request: Option<&'a str>,
     /// The latest epoch whose state this controller has announced.
     pub announced_epoch: Option<u64>,
+    /// The other controllers' stored views (this controller's own left out).
+    pub peers: &'a [PeerView],
 }
 
 /// Why a failback request is dropped without a move.
@@ -247,6 +265,13 @@ pub enum HeldBack {
     ActiveUnhealthy,
     /// A failback waits: the target has not been healthy long enough (`remaining` more).
     FailbackTargetNotStable { remaining: Duration },
+    /// This controller judges `datacenter` failed, but not more than half of the controllers
+    /// judging it do (`agreeing` of `judging`, this one included): a partition, not a loss.
+    NotConfirmed {
+        datacenter: String,
+        agreeing: usize,
+        judging: usize,
+    },
 }
 
 /// A datacenter's health as of `now`: healthy or unhealthy, and for how long (since the
@@ -385,6 +410,42 @@ impl Planner {
         }
     }
 
+    /// This controller's own judgments as of `now`, to be stored for the others.
+    pub fn view(&self, instance: &str, now: Instant) -> PeerView {
+        let mut view = PeerView {
+            instance: instance.to_owned(),
+            ..PeerView::default()
+        };
+        for datacenter in &self.config.datacenters {
+            let health = self.health(datacenter, now);
+            if health != Health::Unknown {
+                view.seen.push(datacenter.clone());
+            }
+            if health.failed_for(self.config.detection) {
+                view.failed.push(datacenter.clone());
+            }
+        }
+        view
+    }
+
+    /// Whether more than half of the controllers judging `datacenter` — this one, which
+    /// judges it failed, and the peers that saw it — judge it failed. Ties do not fail it:
+    /// with two controllers, one on each side of a partition, neither can.
+    fn confirmed(datacenter: &str, peers: &[PeerView]) -> Result<(), HeldBack> {
+        let has = |list: &[String]| list.iter().any(|d| d == datacenter);
+        let judging = 1 + peers.iter().filter(|p| has(&p.seen)).count();
+        let agreeing = 1 + peers.iter().filter(|p| has(&p.failed)).count();
+        if 2 * agreeing > judging {
+            Ok(())
+        } else {
+            Err(HeldBack::NotConfirmed {
+                datacenter: datacenter.to_owned(),
+                agreeing,
+                judging,
+            })
+        }
+    }
+
     /// What to do now.
     pub fn plan(&self, input: &PlanInput<'_>) -> Decision {
         let report = self.report(input);
@@ -422,8 +483,12 @@ impl Planner {
             self.health(other, input.now),
         );
 
-        // Forced changes: a failed datacenter.
+        // Forced changes: a failed datacenter, confirmed by the other controllers' views.
+        let mut unconfirmed = None;
         if active_health.failed_for(detection) {
+            if let Err(why) = Self::confirmed(active, input.peers) {
+                return hold(why);
+            }
             if other_health.healthy_for(detection) {
                 return act(Action::StartFailover {
                     from: active.to_owned(),
@@ -433,9 +498,15 @@ impl Planner {
             return hold(HeldBack::BothDatacentersLost);
         }
         if other_health.failed_for(detection) && !state.is_failed(other) {
-            return act(Action::MarkFailed {
-                datacenter: other.to_owned(),
-            });
+            match Self::confirmed(other, input.peers) {
+                Ok(()) => {
+                    return act(Action::MarkFailed {
+                        datacenter: other.to_owned(),
+                    });
+                }
+                // Voluntary changes can still be made; the standby stays unmarked.
+                Err(why) => unconfirmed = Some(why),
+            }
         }
 
         // Voluntary changes, none while the witness is lost.
@@ -476,7 +547,12 @@ impl Planner {
                 FailbackTrigger::Automatic,
                 self.config.failback_after,
             ),
-            None => return act(Action::Nothing),
+            None => {
+                return match unconfirmed {
+                    Some(why) => hold(why),
+                    None => act(Action::Nothing),
+                };
+            }
         };
         if witness_lost {
             return hold(HeldBack::WitnessLost);

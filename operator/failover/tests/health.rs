@@ -127,6 +127,7 @@ fn simulate(row: &Row) -> Run {
             witness: Witness::NotConfigured,
             failback_request: None,
             announced_epoch: announced,
+            peers: &[],
         });
         if !world.leader {
             continue;

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use failover::planner::{
-    Degradation, HealthObservation, HeldBack, Leadership, PlanInput, Planner, PlannerConfig,
-    Witness,
+    Degradation, HealthObservation, HeldBack, Leadership, PeerView, PlanInput, Planner,
+    PlannerConfig, Witness,
 };
 use failover::state::{FailoverState, WriteStamp};
 use failover::{Action, Decision};
@@ -161,6 +161,7 @@ fn simulate(row: &Row) -> Run {
             witness: world.witness,
             failback_request: pending,
             announced_epoch: announced,
+            peers: &[],
         });
         match &decision.action {
             Action::Nothing => {}
@@ -610,18 +611,27 @@ fn a_stuck_prober_makes_the_datacenter_unknown() {
     );
 }
 
-/// A partition between the datacenters: each side's controller sees the other dead. Two
-/// planners with their own views share one stored state; only the lease holder writes.
-#[test]
-fn partition_only_the_side_holding_the_lease_acts() {
+/// How each controller in [`partition`] is placed: the planners with their own views, and
+/// whether each one's view is stored (its controller alive and on etcd's quorum side).
+struct Placement {
+    /// Which controller holds the lease at `t`.
+    holder: fn(f64) -> &'static str,
+    /// Whether the controller in dc-a stores its view at `t`.
+    a_view_stored: fn(f64) -> bool,
+    /// A third controller at the witness, which reaches both datacenters.
+    witness_controller: bool,
+}
+
+/// A partition between the datacenters from 5 s: each side's controller sees the other dead.
+/// The planners share one stored state and each other's views; only the lease holder writes.
+/// Returns the writes.
+fn partition(placement: &Placement) -> (Vec<(f64, &'static str, String)>, FailoverState) {
     let origin = origin();
     let mut in_a = Planner::new(config(false));
     let mut in_b = Planner::new(config(false));
+    let mut at_witness = Planner::new(config(false));
     let mut state = start_state(Start::OnA).unwrap();
-    let mut writes: Vec<(f64, &str, String)> = Vec::new();
-    // Up to 30 s the lease is in dc-a (etcd's quorum there with the witness); then dc-a's side
-    // loses its etcd quorum and dc-b's controller gets the lease.
-    let holder = |t: f64| if t < 30.0 { "in-a" } else { "in-b" };
+    let mut writes = Vec::new();
     let mut announced = Some(state.epoch);
     for step in 0..=120 {
         let t = f64::from(step) * TICK;
@@ -631,40 +641,157 @@ fn partition_only_the_side_holding_the_lease_acts() {
         in_a.observe(&observation(B, now, !partitioned));
         in_b.observe(&observation(A, now, !partitioned));
         in_b.observe(&observation(B, now, true));
+        at_witness.observe(&observation(A, now, true));
+        at_witness.observe(&observation(B, now, true));
+        let mut stored = vec![in_b.view("in-b", now)];
+        if (placement.a_view_stored)(t) {
+            stored.push(in_a.view("in-a", now));
+        }
+        if placement.witness_controller {
+            stored.push(at_witness.view("at-witness", now));
+        }
         let mut writers = 0;
         for (name, planner) in [("in-a", &in_a), ("in-b", &in_b)] {
+            let peers: Vec<PeerView> = stored
+                .iter()
+                .filter(|v| v.instance != name)
+                .cloned()
+                .collect();
             let decision = planner.plan(&PlanInput {
                 now,
-                leadership: (holder(t) == name).then_some(Leadership {
+                leadership: ((placement.holder)(t) == name).then_some(Leadership {
                     fencing_revision: 7,
                 }),
                 state: Some(&state),
                 witness: Witness::Reachable,
                 failback_request: None,
                 announced_epoch: announced,
+                peers: &peers,
             });
             if decision.action.writes() {
                 writers += 1;
-                assert_eq!(name, holder(t), "{name} wrote without the lease at {t}");
+                assert_eq!(
+                    name,
+                    (placement.holder)(t),
+                    "{name} wrote without the lease at {t}"
+                );
                 state =
                     FailoverState::next(Some(&state), &decision.action, &stamp(name, t)).unwrap();
                 announced = Some(state.epoch);
                 writes.push((t, name, decision.action.to_string()));
-            } else if name != holder(t) {
+            } else if name != (placement.holder)(t) {
                 assert_eq!(decision.held_back, Some(HeldBack::NotLeader));
             }
         }
         assert!(writers <= 1, "two writers at {t}");
     }
+    (writes, state)
+}
+
+/// Both controllers alive on etcd's quorum side (with the witness): the leader in dc-b sees
+/// dc-a dead, dc-a's controller sees it alive — one against one is no majority, nothing moves,
+/// and the standby is not marked failed by the other side either.
+#[test]
+fn partition_with_both_controllers_reaching_etcd_moves_nothing() {
+    for holder in [
+        (|_| "in-a") as fn(f64) -> &'static str,
+        |_| "in-b",
+        |t| if t < 30.0 { "in-a" } else { "in-b" },
+    ] {
+        let (writes, state) = partition(&Placement {
+            holder,
+            a_view_stored: |_| true,
+            witness_controller: false,
+        });
+        assert_eq!(writes, vec![]);
+        assert_eq!(state.active, A);
+    }
+}
+
+/// With a controller at the witness (which reaches both): two against one.
+#[test]
+fn partition_with_a_witness_controller_moves_nothing() {
+    let (writes, _) = partition(&Placement {
+        holder: |_| "in-b",
+        a_view_stored: |_| true,
+        witness_controller: true,
+    });
+    assert_eq!(writes, vec![]);
+}
+
+/// dc-a's controller loses etcd (its view's lease expires at 20 s): the leader in dc-b is
+/// then the only judge of dc-a, and fails it over — as when dc-a is lost with its controller.
+#[test]
+fn a_lost_datacenters_view_goes_and_the_failover_happens() {
+    let (writes, state) = partition(&Placement {
+        holder: |_| "in-b",
+        a_view_stored: |t| t < 20.0,
+        witness_controller: false,
+    });
     assert_eq!(
         writes,
         vec![
-            (15.0, "in-a", "mark dc-b failed".to_owned()),
-            (30.0, "in-b", "fail over from dc-a to dc-b".to_owned()),
-            (30.5, "in-b", "complete the move of epoch 2".to_owned()),
+            (20.0, "in-b", "fail over from dc-a to dc-b".to_owned()),
+            (20.5, "in-b", "complete the move of epoch 2".to_owned()),
         ]
     );
-    // The dc-a side, partitioned without the lease, would fail dc-b over if it could: it is
-    // held back only by the lease.
     assert_eq!(state.active, B);
+}
+
+/// The held-back reason names the disagreement.
+#[test]
+fn an_unconfirmed_failure_is_held_back_with_the_count() {
+    let origin = origin();
+    let mut planner = Planner::new(config(false));
+    for step in 0..=30 {
+        let now = origin + Duration::from_secs_f64(f64::from(step) * TICK);
+        planner.observe(&observation(A, now, false));
+        planner.observe(&observation(B, now, true));
+    }
+    let now = origin + Duration::from_secs(15);
+    let state = start_state(Start::OnA).unwrap();
+    let sees_a_alive = PeerView {
+        instance: "in-a".into(),
+        seen: vec![A.into(), B.into()],
+        failed: vec![],
+    };
+    let decision = planner.plan(&PlanInput {
+        now,
+        leadership: Some(Leadership {
+            fencing_revision: 7,
+        }),
+        state: Some(&state),
+        witness: Witness::Reachable,
+        failback_request: None,
+        announced_epoch: Some(1),
+        peers: std::slice::from_ref(&sees_a_alive),
+    });
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(
+        decision.held_back,
+        Some(HeldBack::NotConfirmed {
+            datacenter: A.into(),
+            agreeing: 1,
+            judging: 2,
+        })
+    );
+    // A peer that has not seen dc-a within the period does not judge it.
+    let blind = PeerView {
+        instance: "in-a".into(),
+        seen: vec![B.into()],
+        failed: vec![],
+    };
+    let decision = planner.plan(&PlanInput {
+        now,
+        leadership: Some(Leadership {
+            fencing_revision: 7,
+        }),
+        state: Some(&state),
+        witness: Witness::Reachable,
+        failback_request: None,
+        announced_epoch: Some(1),
+        peers: std::slice::from_ref(&blind),
+    });
+    assert!(matches!(decision.action, Action::StartFailover { .. }));
+    assert_eq!(planner.view("me", now).failed, vec![A.to_owned()]);
 }
