@@ -1,7 +1,9 @@
 //! A small directory for call tests, written straight into the store's directory keys: one
 //! site (1000–1999), extensions 1001–1003 on devices `user1`–`user3` (passwords `pw1`–`pw3`),
 //! 1003 limited to internal calls, a national route (0 + 9 digits) to a carrier trunk, and the
-//! emergency number 112 through that trunk; hunt groups on request ([`add_hunt_group`]).
+//! emergency number 112 through that trunk; hunt groups on request ([`add_hunt_group`]); fleet
+//! phones ([`add_phones`]) and registration-storm phones on a site of their own
+//! ([`add_storm_phones`]).
 
 use std::sync::Arc;
 
@@ -175,19 +177,99 @@ pub async fn add_hunt_group(
 
 /// `count` more phones on site S-1 for the fleet tests: extensions 1100, 1101, … on devices
 /// `p1100`, `p1101`, … (SIP username = device, password `pw` + the extension), national class
-/// of service. Written in batches (etcd allows 128 operations per transaction).
+/// of service.
 pub async fn add_phones(
     store: &Arc<dyn Store>,
     realm: &str,
     count: u32,
 ) -> Vec<(String, String, String)> {
     let phones = fleet_phones(count);
-    let mut ops = Vec::new();
-    for (user, pw, number) in &phones {
+    put_phones(store, realm, "S-1", "Fleet phone", &phones, Vec::new()).await;
+    phones
+}
+
+/// The (SIP username, password, extension) of the phones [`add_phones`] writes.
+pub fn fleet_phones(count: u32) -> Vec<(String, String, String)> {
+    (0..count)
+        .map(|n| {
+            let number = format!("{}", 1100 + n);
+            (format!("p{number}"), format!("pw{number}"), number)
+        })
+        .collect()
+}
+
+/// The site of the registration-storm phones, and its number range: the storm stands for the
+/// rest of the city (thousands of handsets), more than S-1's range (1000–1999) holds.
+pub const STORM_SITE: &str = "S-2";
+const STORM_FIRST: u32 = 20_000;
+/// The most storm phones [`add_storm_phones`] can write (the site's range, 20000–29999).
+pub const STORM_MAX: u32 = 10_000;
+
+/// `count` registration-storm phones on their own site S-2 (20000–29999): extensions 20000,
+/// 20001, … on devices `s20000`, `s20001`, … (password `pw` + the extension), national class
+/// of service. Apart from the fleet's phones, so the fleet's bindings are counted alone.
+/// Panics when `count` exceeds [`STORM_MAX`].
+pub async fn add_storm_phones(
+    store: &Arc<dyn Store>,
+    realm: &str,
+    count: u32,
+) -> Vec<(String, String, String)> {
+    assert!(
+        count <= STORM_MAX,
+        "at most {STORM_MAX} storm phones (site {STORM_SITE}'s range)"
+    );
+    let site = Site::try_from(v1::Site {
+        id: STORM_SITE.into(),
+        name: "Storm site".into(),
+        number_ranges: vec![v1::NumberRange {
+            first: STORM_FIRST.to_string(),
+            last: (STORM_FIRST + STORM_MAX - 1).to_string(),
+        }],
+        media_policy: v1::MediaPolicy::Direct as i32,
+        emergency_routes: vec![v1::EmergencyRoute {
+            number: "112".into(),
+            trunk: "carrier".into(),
+        }],
+    })
+    .unwrap();
+    let phones = storm_phones(count);
+    put_phones(
+        store,
+        realm,
+        STORM_SITE,
+        "Storm phone",
+        &phones,
+        vec![put(Entry::Site(site))],
+    )
+    .await;
+    phones
+}
+
+/// The (SIP username, password, extension) of the phones [`add_storm_phones`] writes.
+pub fn storm_phones(count: u32) -> Vec<(String, String, String)> {
+    (0..count)
+        .map(|n| {
+            let number = format!("{}", STORM_FIRST + n);
+            (format!("s{number}"), format!("pw{number}"), number)
+        })
+        .collect()
+}
+
+/// Writes one device and one extension per phone on `site`, after `ops`, in batches (etcd
+/// allows 128 operations per transaction by default).
+async fn put_phones(
+    store: &Arc<dyn Store>,
+    realm: &str,
+    site: &str,
+    label: &str,
+    phones: &[(String, String, String)],
+    mut ops: Vec<Op>,
+) {
+    for (user, pw, number) in phones {
         let device = Device::try_from(v1::Device {
             id: format!("D-{number}"),
             sip_username: user.clone(),
-            site_id: "S-1".into(),
+            site_id: site.into(),
             realm: realm.into(),
             ha1_md5: ha1(Algorithm::Md5, user, realm, pw).as_hex().into(),
             ha1_sha256: ha1(Algorithm::Sha256, user, realm, pw).as_hex().into(),
@@ -197,8 +279,8 @@ pub async fn add_phones(
         ops.push(put(Entry::Device(device)));
         let extension = Extension::try_from(v1::Extension {
             number: number.clone(),
-            site_id: "S-1".into(),
-            display_name: format!("Fleet phone {number}"),
+            site_id: site.into(),
+            display_name: format!("{label} {number}"),
             class_of_service: "national".into(),
             user_id: String::new(),
             device_ids: vec![format!("D-{number}")],
@@ -212,15 +294,4 @@ pub async fn add_phones(
     if !ops.is_empty() {
         store.txn(vec![], ops).await.unwrap();
     }
-    phones
-}
-
-/// The (SIP username, password, extension) of the phones [`add_phones`] writes.
-pub fn fleet_phones(count: u32) -> Vec<(String, String, String)> {
-    (0..count)
-        .map(|n| {
-            let number = format!("{}", 1100 + n);
-            (format!("p{number}"), format!("pw{number}"), number)
-        })
-        .collect()
 }

@@ -1,9 +1,12 @@
 //! A fleet of phones that behave like desk phones with a primary and a backup proxy, for the
 //! failure tests (issue 8): each registers with the first server, pings it with OPTIONS, and
 //! moves to the next server (registering there) after `misses` unanswered pings or a failed
-//! registration. Phones come in pairs: the first of each pair calls the second again and
-//! again, holds the call with RTP both ways (20 ms packets to the address the SDP names,
-//! following re-INVITEs), and hangs up.
+//! registration. A phone away from its primary goes back to it when it answers again, as desk
+//! phones fail back to their primary proxy ([`Failback`]): all the phones of a returning
+//! datacenter re-register there at once. Phones come in pairs: the first of each pair calls
+//! the second again and again, holds the call with RTP both ways (20 ms packets to the address
+//! the SDP names, following re-INVITEs), and hangs up; a set-up still ringing after 40 s is
+//! given up (CANCEL, a failed set-up): the server handling it was lost.
 //!
 //! Every phone writes what happens as JSON lines ([`Event`]) to one channel: the scenario reads
 //! them to measure recovery time, dropped calls and lost registrations. A call is *dropped*
@@ -323,6 +326,62 @@ pub async fn run(config: FleetConfig, events: mpsc::UnboundedSender<(u64, Event)
     }
 }
 
+/// Keep-alive periods a backup server serves a phone before the phone starts probing its
+/// primary: a datacenter that comes back is given time to settle, and a flapping one does not
+/// pull its phones back and forth.
+const FAILBACK_AFTER_PINGS: u32 = 10;
+/// Consecutive OPTIONS the primary answers before the phone moves back to it.
+const FAILBACK_ANSWERS: u32 = 4;
+/// No move back this close to the fleet's end: a caller stops at the end, and a phone that
+/// moved without registering again would count as never recovered.
+const FAILBACK_MARGIN: Duration = Duration::from_secs(3);
+/// A caller gives up on an INVITE still ringing this long after it was last sent, well past the
+/// network's ring timeout (30 s, which ends a call unanswered with 480): the set-up was lost
+/// with the server that handled it (a datacenter lost while it rang). Without it the phone
+/// would wait forever, out of every count and never idle again.
+const RING_LIMIT: Duration = Duration::from_secs(40);
+
+/// When a phone on a backup server goes back to its primary: once the backup has served it
+/// [`FAILBACK_AFTER_PINGS`] keep-alive periods, the phone pings the primary alongside its
+/// usual pings, and moves back after [`FAILBACK_ANSWERS`] answers in a row, only while it is
+/// in no call (moving registers through the primary, and a call in progress keeps its
+/// dialog's server: an established call is never dropped by a fail-back).
+#[derive(Debug, Clone, Copy)]
+struct Failback {
+    /// When the phone moved to the server it is on.
+    since: Instant,
+    /// The primary's answers in a row.
+    answers: u32,
+}
+
+impl Failback {
+    fn new(now: Instant) -> Failback {
+        Failback {
+            since: now,
+            answers: 0,
+        }
+    }
+
+    /// The primary is worth probing (the phone is on a backup, and has been for a while).
+    fn probing(&self, now: Instant, keepalive: Duration) -> bool {
+        now >= self.since + keepalive * FAILBACK_AFTER_PINGS
+    }
+
+    fn answered(&mut self) {
+        self.answers += 1;
+    }
+
+    fn missed(&mut self) {
+        self.answers = 0;
+    }
+
+    /// Time to move back: the primary answered enough in a row, the phone is in no call, and
+    /// the fleet is not about to end.
+    fn due(&self, idle: bool, now: Instant, end: Instant) -> bool {
+        self.answers >= FAILBACK_ANSWERS && idle && now + FAILBACK_MARGIN < end
+    }
+}
+
 /// A request this phone sent and waits an answer for.
 #[derive(Debug, Clone)]
 struct Pending {
@@ -384,6 +443,8 @@ struct FleetPhone {
     /// By Call-ID + CSeq method: what we wait an answer for.
     pending: HashMap<(String, String), Pending>,
     missed_pings: u32,
+    /// Back to the primary once it answers again (used while on a backup).
+    failback: Failback,
     registered_until: Option<Instant>,
     next_register: Instant,
     next_ping: Instant,
@@ -452,6 +513,7 @@ impl FleetPhone {
             options_cseq: 0,
             pending: HashMap::new(),
             missed_pings: 0,
+            failback: Failback::new(now),
             registered_until: None,
             next_register: now + offset,
             next_ping: now + offset + config.keepalive,
@@ -547,9 +609,15 @@ impl FleetPhone {
 
     /// Moves to the next server and registers there at once.
     fn move_on(&mut self) {
+        self.move_to((self.server + 1) % self.config.servers.len());
+    }
+
+    /// Moves to `config.servers[index]` and registers there at once.
+    fn move_to(&mut self, index: usize) {
         let from = self.server();
-        self.server = (self.server + 1) % self.config.servers.len();
+        self.server = index;
         self.missed_pings = 0;
+        self.failback = Failback::new(Instant::now());
         self.registered_until = None;
         self.next_register = Instant::now();
         self.pending
@@ -610,6 +678,10 @@ impl FleetPhone {
     }
 
     async fn on_timers(&mut self, now: Instant, end: Instant) {
+        if self.ringing_since_long(now) {
+            self.cancel().await;
+            self.call_over(Err((408, "no final answer to a ringing INVITE".into())));
+        }
         // Retransmissions (every 500 ms; 8 tries ≈ Timer F/B's 32 s shortened to 4 s).
         let due: Vec<(String, String)> = self
             .pending
@@ -650,40 +722,19 @@ impl FleetPhone {
         }
         if now >= self.next_ping {
             self.next_ping = now + self.config.keepalive;
-            if self.pending.keys().any(|(_, m)| m == "OPTIONS") {
+            let ping = (self.ping_call_id("ping"), "OPTIONS".to_owned());
+            if self.pending.remove(&ping).is_some() {
                 self.missed_pings += 1;
-                self.pending.retain(|(_, m), _| m != "OPTIONS");
                 if self.missed_pings >= self.config.misses {
                     self.move_on();
                     return;
                 }
             }
-            self.options_cseq += 1;
-            let branch = self.branch();
-            let call_id = format!("ping-{}-{}", self.user, self.local);
-            let text = format!(
-                "OPTIONS sip:{r} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch={branch};rport\r\n\
-                 Max-Forwards: 70\r\nFrom: <sip:{u}@{r}>;tag=o{u}\r\nTo: <sip:{r}>\r\n\
-                 Call-ID: {call_id}\r\nCSeq: {c} OPTIONS\r\nContent-Length: 0\r\n\r\n",
-                l = self.local,
-                u = self.user,
-                r = self.config.realm,
-                c = self.options_cseq,
-            );
-            // Not retransmitted: a missed ping is what counts.
             let server = self.server();
-            self.send_to(&text, server).await;
-            self.pending.insert(
-                (call_id, "OPTIONS".into()),
-                Pending {
-                    text,
-                    server,
-                    sent: now,
-                    tries: 8,
-                    provisional: true,
-                    moved: 0,
-                },
-            );
+            self.send_ping(&ping.0, server, now).await;
+            if self.probe_primary(now, end).await {
+                return;
+            }
         }
         if self.is_caller()
             && self.call.is_none()
@@ -702,6 +753,87 @@ impl FleetPhone {
                 call.bye_sent = true;
             }
         }
+    }
+
+    /// The Call-ID of this phone's pings (`ping`) or of its fail-back probes (`failback`).
+    fn ping_call_id(&self, kind: &str) -> String {
+        format!("{kind}-{}-{}", self.user, self.local)
+    }
+
+    /// One OPTIONS to `server`, not retransmitted: a missed ping is what counts.
+    async fn send_ping(&mut self, call_id: &str, server: SocketAddr, now: Instant) {
+        self.options_cseq += 1;
+        let branch = self.branch();
+        let text = format!(
+            "OPTIONS sip:{r} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{u}@{r}>;tag=o{u}\r\nTo: <sip:{r}>\r\n\
+             Call-ID: {call_id}\r\nCSeq: {c} OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            l = self.local,
+            u = self.user,
+            r = self.config.realm,
+            c = self.options_cseq,
+        );
+        self.send_to(&text, server).await;
+        self.pending.insert(
+            (call_id.to_owned(), "OPTIONS".into()),
+            Pending {
+                text,
+                server,
+                sent: now,
+                tries: 8,
+                provisional: true,
+                moved: 0,
+            },
+        );
+    }
+
+    /// On a backup: counts the primary's last answer, moves back when [`Failback::due`], or
+    /// probes the primary again. True when the phone moved.
+    async fn probe_primary(&mut self, now: Instant, end: Instant) -> bool {
+        if self.server == 0 || !self.failback.probing(now, self.config.keepalive) {
+            return false;
+        }
+        let probe = (self.ping_call_id("failback"), "OPTIONS".to_owned());
+        if self.pending.remove(&probe).is_some() {
+            self.failback.missed();
+        }
+        if self.failback.due(self.call.is_none(), now, end) {
+            self.move_to(0);
+            return true;
+        }
+        let primary = self.config.servers[0];
+        self.send_ping(&probe.0, primary, now).await;
+        false
+    }
+
+    /// Our INVITE got a provisional answer and nothing since for [`RING_LIMIT`].
+    fn ringing_since_long(&self, now: Instant) -> bool {
+        let Some(call) = self.call.as_ref().filter(|c| c.caller && !c.answered) else {
+            return false;
+        };
+        self.pending
+            .get(&(call.id.clone(), "INVITE".to_owned()))
+            .is_some_and(|p| p.provisional && now >= p.sent + RING_LIMIT)
+    }
+
+    /// CANCEL of our ringing INVITE (same Request-URI, Via and CSeq number), not awaited: the
+    /// phone gives up either way.
+    async fn cancel(&mut self) {
+        let Some(call) = self.call.as_ref() else {
+            return;
+        };
+        let text = format!(
+            "CANCEL {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\n\
+             To: {to}\r\nCall-ID: {id}\r\nCSeq: {cseq} CANCEL\r\nContent-Length: 0\r\n\r\n",
+            target = call.remote_target,
+            via = call.invite_via,
+            from = call.from,
+            to = call.to,
+            id = call.id,
+            cseq = call.cseq,
+        );
+        let server = self.server();
+        self.send_to(&text, server).await;
     }
 
     /// A request got no final answer in time.
@@ -1052,6 +1184,7 @@ impl FleetPhone {
             return; // a retransmitted answer
         }
         match method.as_str() {
+            "OPTIONS" if call_id.starts_with("failback-") => self.failback.answered(),
             "OPTIONS" => self.missed_pings = 0,
             "REGISTER" => match status {
                 200 => {
@@ -1252,6 +1385,102 @@ mod tests {
             assert_eq!(Event::from_json(&line), Some((t as u64, event)), "{line}");
         }
         assert_eq!(Event::from_json("not json"), None);
+    }
+
+    #[test]
+    fn a_phone_fails_back_only_after_a_while_on_the_backup_enough_answers_and_between_calls() {
+        let keepalive = Duration::from_millis(500);
+        let moved = Instant::now();
+        let end = moved + Duration::from_secs(60);
+        let mut failback = Failback::new(moved);
+        assert!(!failback.probing(moved + keepalive * 9, keepalive));
+        let now = moved + keepalive * FAILBACK_AFTER_PINGS;
+        assert!(failback.probing(now, keepalive));
+        for _ in 1..FAILBACK_ANSWERS {
+            failback.answered();
+        }
+        assert!(!failback.due(true, now, end), "one answer short");
+        failback.missed();
+        for _ in 0..FAILBACK_ANSWERS {
+            failback.answered();
+        }
+        assert!(failback.due(true, now, end));
+        assert!(!failback.due(false, now, end), "never in a call");
+        assert!(
+            !failback.due(true, end - FAILBACK_MARGIN, end),
+            "not at the fleet's end"
+        );
+    }
+
+    /// A fake SIP server on loopback: answers every request 200 while `answering`, drops it
+    /// otherwise (a datacenter away).
+    async fn fake_server(answering: Arc<std::sync::atomic::AtomicBool>) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                if !answering.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                if let Ok(SipMessage::Request(request)) = sip_msg::parse_datagram(&buf[..n]) {
+                    let response = build_response(&request, StatusCode::OK, Some("fake"));
+                    let _ = socket.send_to(&response.to_bytes(), from).await;
+                }
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn a_phone_moves_to_its_backup_and_back_to_its_primary_when_it_answers_again() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let primary_up = Arc::new(AtomicBool::new(false));
+        let primary = fake_server(primary_up.clone()).await;
+        let backup = fake_server(Arc::new(AtomicBool::new(true))).await;
+        let config = FleetConfig {
+            servers: vec![primary, backup],
+            realm: "fleet.test".into(),
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            // One phone: a callee nobody calls, always idle.
+            phones: vec![("p1".into(), "pw1".into(), "1".into())],
+            register_expires: 60,
+            keepalive: Duration::from_millis(50),
+            misses: 2,
+            hold: Duration::from_millis(100),
+            pause: Duration::from_millis(100),
+            duration: Duration::from_secs(30),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let fleet = tokio::spawn(run(config, tx));
+        let mut seen = Vec::new();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some((_, event)) = rx.recv().await {
+                seen.push(event.clone());
+                match event {
+                    // On the backup: the primary comes back.
+                    Event::Registered { server, .. } if server == backup => {
+                        primary_up.store(true, Ordering::SeqCst);
+                    }
+                    Event::Registered { server, .. } if server == primary => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        fleet.abort();
+        assert!(
+            outcome.is_ok(),
+            "never registered at the primary again: {seen:?}"
+        );
+        let moves: Vec<(SocketAddr, SocketAddr)> = seen
+            .iter()
+            .filter_map(|e| match e {
+                Event::Moved { from, to, .. } => Some((*from, *to)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(moves, [(primary, backup), (backup, primary)], "{seen:?}");
     }
 
     #[test]
