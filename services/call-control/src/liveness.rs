@@ -34,11 +34,12 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    /// A heartbeat from `media_id` (in `datacenter`, beating every `interval`) at `now`.
-    pub fn observe(&mut self, now: Instant, media_id: &str, datacenter: &str, interval: Duration) {
+    /// A heartbeat from `instance` (a relay or an edge, in `datacenter`, beating every
+    /// `interval`) at `now`.
+    pub fn observe(&mut self, now: Instant, instance: &str, datacenter: &str, interval: Duration) {
         let replica = self
             .replicas
-            .entry(media_id.to_owned())
+            .entry(instance.to_owned())
             .or_insert_with(|| Replica {
                 datacenter: datacenter.to_owned(),
                 last_seen: now,
@@ -46,7 +47,7 @@ impl Liveness {
                 dead: false,
             });
         if replica.dead {
-            tracing::info!(%media_id, "media replica beats again");
+            tracing::info!(%instance, "replica beats again");
         }
         replica.datacenter = datacenter.to_owned();
         replica.last_seen = now;

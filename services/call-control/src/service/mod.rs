@@ -25,8 +25,10 @@ use crate::b2bua::{
 };
 use crate::dialplan::{self, HuntMember, Target};
 
+mod beats;
 mod edges;
 mod handoffs;
+mod intake;
 mod relocate;
 
 /// Settings of a call-control replica.
@@ -117,11 +119,17 @@ pub async fn start_instrumented(
     // Every replica hears every announcement and heartbeat (no queue group): each decides
     // which calls are its own to move.
     let failover_states = bus.subscribe(subjects::FAILOVER_STATE).await?;
-    let heartbeats = match &config.media {
-        Some(_) => Some(bus.subscribe(subjects::MEDIA_HEARTBEATS).await?),
-        None => None,
-    };
-    let edge_heartbeats = bus.subscribe(subjects::EDGE_HEARTBEATS).await?;
+    let mut heartbeats = vec![(
+        beats::BeatKind::Edge,
+        bus.subscribe(subjects::EDGE_HEARTBEATS).await?,
+    )];
+    if config.media.is_some() {
+        heartbeats.push((
+            beats::BeatKind::Media,
+            bus.subscribe(subjects::MEDIA_HEARTBEATS).await?,
+        ));
+    }
+    let heartbeats = beats::stamp(heartbeats);
     let core = B2bua::new(
         B2buaConfig {
             instance: config.instance.clone(),
@@ -162,13 +170,15 @@ pub async fn start_instrumented(
         hunt: HuntState::default(),
     };
     service.read_failover_state().await;
+    // Acknowledging starts once the loop is about to run: a hand-off acknowledged earlier
+    // would wait for the failover state's read.
+    let requests = intake::acknowledge_on_arrival(service.bus.clone(), requests);
     let task = tokio::spawn(service.run(Subscriptions {
         requests,
         results,
         media_events,
         failover_states,
         heartbeats,
-        edge_heartbeats,
     }));
     Ok(CallControlHandle { task })
 }
@@ -209,12 +219,13 @@ struct Resolved {
 
 /// What a replica listens to.
 struct Subscriptions {
-    requests: bus::Subscription,
+    /// Requests from the edges, hand-offs already acknowledged (`intake.rs`).
+    requests: tokio::sync::mpsc::Receiver<BusMessage>,
     results: bus::Subscription,
     media_events: Option<bus::Subscription>,
     failover_states: bus::Subscription,
-    heartbeats: Option<bus::Subscription>,
-    edge_heartbeats: bus::Subscription,
+    /// Media relays' and edges' heartbeats, stamped on arrival.
+    heartbeats: tokio::sync::mpsc::Receiver<beats::Beat>,
 }
 
 /// The next message of an optional subscription (never, without one).
@@ -270,7 +281,6 @@ impl Service {
             mut media_events,
             mut failover_states,
             mut heartbeats,
-            mut edge_heartbeats,
         } = subscriptions;
         loop {
             let wake = self
@@ -283,7 +293,7 @@ impl Service {
             // Each message is handled in a span whose parent is the sender's (trace context in
             // the bus headers), and what it causes is published inside it: one call, one trace.
             let (actions, span) = tokio::select! {
-                message = requests.next() => match message {
+                message = requests.recv() => match message {
                     Some(message) => {
                         let span = telemetry::propagation::child_span(&message.headers, || {
                             tracing::info_span!(
@@ -312,21 +322,18 @@ impl Service {
                     }
                     None => return,
                 },
-                beat = next_of(&mut heartbeats) => {
-                    match beat {
-                        Some(message) => self.on_heartbeat(&message),
-                        None => heartbeats = None,
-                    }
-                    continue;
-                },
-                beat = edge_heartbeats.next() => match beat {
-                    Some(message) => {
-                        self.on_edge_heartbeat(&message);
+                beat = heartbeats.recv() => match beat {
+                    Some(beat) => {
+                        self.on_heartbeat(&beat);
                         continue;
                     }
                     None => return,
                 },
                 _ = tokio::time::sleep_until(tick.into()) => {
+                    // Every heartbeat that arrived while the loop was busy counts first.
+                    while let Ok(beat) = heartbeats.try_recv() {
+                        self.on_heartbeat(&beat);
+                    }
                     self.on_tick().await;
                     continue;
                 },
@@ -402,15 +409,7 @@ impl Service {
     }
 
     async fn on_request(&mut self, message: BusMessage) -> Vec<Action> {
-        // Acknowledge the hand-off first: the edge answers 503 if we take too long.
-        if message.reply_to.is_some()
-            && let Err(e) = self
-                .bus
-                .reply(&message, BusHeaders::new(), Bytes::new())
-                .await
-        {
-            tracing::debug!(error = %e, "hand-off acknowledgement lost");
-        }
+        // The hand-off was acknowledged when it arrived (`intake.rs`).
         let Ok(edge_request) = EdgeRequest::decode(message.payload.clone()) else {
             tracing::warn!("undecodable EdgeRequest dropped");
             return Vec::new();

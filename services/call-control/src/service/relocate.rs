@@ -63,10 +63,10 @@ fn caller_identity(snapshot: &EstablishedCall) -> Option<(String, String)> {
 }
 
 /// A heartbeat (media relay or edge) for `liveness`.
-fn observe_beat(liveness: &mut crate::liveness::Liveness, message: &BusMessage) {
+fn observe_beat(liveness: &mut crate::liveness::Liveness, arrived: Instant, message: &BusMessage) {
     match telemetry::heartbeat::decode_heartbeat(message) {
         Ok(beat) => liveness.observe(
-            now(),
+            arrived,
             &beat.id,
             &beat.datacenter,
             Duration::from_millis(u64::from(beat.interval_ms)),
@@ -114,14 +114,13 @@ impl Service {
         self.sweep(None).await;
     }
 
-    /// A media replica's heartbeat.
-    pub(super) fn on_heartbeat(&mut self, message: &BusMessage) {
-        observe_beat(&mut self.media_alive, message);
-    }
-
-    /// An edge's heartbeat.
-    pub(super) fn on_edge_heartbeat(&mut self, message: &BusMessage) {
-        observe_beat(&mut self.edges_alive, message);
+    /// A media relay's or an edge's heartbeat, at its arrival time.
+    pub(super) fn on_heartbeat(&mut self, beat: &super::beats::Beat) {
+        let liveness = match beat.kind {
+            super::beats::BeatKind::Media => &mut self.media_alive,
+            super::beats::BeatKind::Edge => &mut self.edges_alive,
+        };
+        observe_beat(liveness, beat.arrived, &beat.message);
     }
 
     /// When [`Self::on_tick`] must run next: a replica's heartbeat deadline, or the retry of
