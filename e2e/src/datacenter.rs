@@ -73,11 +73,7 @@ impl Datacenter {
     /// `urls` (comma-separated) with this datacenter's own first: services use the first
     /// server they can reach, and one across a partition would cut them off.
     fn local_first(&self, urls: &str) -> String {
-        let own = format!("//{}:", self.address);
-        let (mut local, others): (Vec<&str>, Vec<&str>) =
-            urls.split(',').partition(|url| url.contains(&own));
-        local.extend(others);
-        local.join(",")
+        local_first(urls, self.address)
     }
 
     /// The edge's SIP address (UDP).
@@ -209,35 +205,90 @@ impl Datacenter {
         witness_url: &str,
         timing: FailoverTiming,
     ) -> Result<ProcessSpec> {
-        let mut args = vec![
-            "--instance".to_owned(),
-            self.failover_name(),
-            "--etcd".to_owned(),
-            config.etcd.clone(),
-            "--nats".to_owned(),
-            self.local_first(&config.nats),
-        ];
-        for datacenter in datacenters {
-            args.extend(["--datacenter".to_owned(), datacenter.failover_target()]);
-        }
-        args.extend([
-            "--witness".to_owned(),
-            witness_url.to_owned(),
-            "--detection-seconds".to_owned(),
-            timing.detection_seconds.to_string(),
-            "--probe-interval-ms".to_owned(),
-            timing.probe_interval_ms.to_string(),
-            "--lease-ttl-seconds".to_owned(),
-            timing.lease_ttl_seconds.to_string(),
-            "--telemetry-listen".to_owned(),
-            self.at(FAILOVER_TELEMETRY_PORT),
-        ]);
-        Ok(ProcessSpec::new(
-            &self.failover_name(),
-            &self.namespace,
-            bins.calanque("calanque-failover")?,
+        failover_spec(
+            FailoverPlace {
+                instance: self.failover_name(),
+                namespace: self.namespace.clone(),
+                nats: self.local_first(&config.nats),
+                telemetry: self.at(FAILOVER_TELEMETRY_PORT),
+            },
+            bins,
+            config,
+            datacenters,
+            witness_url,
+            timing,
         )
-        .args(args)
-        .ready_line("failover controller ready"))
     }
+}
+
+/// `urls` (comma-separated) with those at `address` first: each place talks to its own
+/// member first.
+fn local_first(urls: &str, address: Ipv4Addr) -> String {
+    let own = format!("//{address}:");
+    let (mut local, others): (Vec<&str>, Vec<&str>) =
+        urls.split(',').partition(|url| url.contains(&own));
+    local.extend(others);
+    local.join(",")
+}
+
+/// Where a failover controller runs: its instance name, namespace, NATS servers (its own
+/// first) and telemetry address.
+#[derive(Debug, Clone)]
+pub struct FailoverPlace {
+    pub instance: String,
+    pub namespace: String,
+    pub nats: String,
+    pub telemetry: String,
+}
+
+/// The failover controller at the witness (`failover-w`): it probes both datacenters from the
+/// third site, so that in a partition between them its view breaks the tie (ADR 0018).
+pub fn witness_failover_place(witness: Ipv4Addr, config: &ServiceConfig) -> FailoverPlace {
+    FailoverPlace {
+        instance: "failover-w".to_owned(),
+        namespace: crate::netns::WITNESS.to_owned(),
+        nats: local_first(&config.nats, witness),
+        telemetry: SocketAddrV4::new(witness, FAILOVER_TELEMETRY_PORT).to_string(),
+    }
+}
+
+/// A failover controller at `place`, probing `datacenters` (in order, the first the primary).
+pub fn failover_spec(
+    place: FailoverPlace,
+    bins: &Binaries,
+    config: &ServiceConfig,
+    datacenters: &[Datacenter],
+    witness_url: &str,
+    timing: FailoverTiming,
+) -> Result<ProcessSpec> {
+    let mut args = vec![
+        "--instance".to_owned(),
+        place.instance.clone(),
+        "--etcd".to_owned(),
+        config.etcd.clone(),
+        "--nats".to_owned(),
+        place.nats,
+    ];
+    for datacenter in datacenters {
+        args.extend(["--datacenter".to_owned(), datacenter.failover_target()]);
+    }
+    args.extend([
+        "--witness".to_owned(),
+        witness_url.to_owned(),
+        "--detection-seconds".to_owned(),
+        timing.detection_seconds.to_string(),
+        "--probe-interval-ms".to_owned(),
+        timing.probe_interval_ms.to_string(),
+        "--lease-ttl-seconds".to_owned(),
+        timing.lease_ttl_seconds.to_string(),
+        "--telemetry-listen".to_owned(),
+        place.telemetry,
+    ]);
+    Ok(ProcessSpec::new(
+        &place.instance,
+        &place.namespace,
+        bins.calanque("calanque-failover")?,
+    )
+    .args(args)
+    .ready_line("failover controller ready"))
 }

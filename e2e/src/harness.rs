@@ -197,8 +197,9 @@ impl Harness {
         self.wait_all_ready(&names)
     }
 
-    /// Starts one failover controller per datacenter (dc-a the primary) and waits until each
-    /// is ready. The witness is probed on its etcd member's `/health`.
+    /// Starts one failover controller per datacenter (dc-a the primary) and one at the witness
+    /// (`failover-w`, the tie-breaker in a partition between the datacenters, ADR 0018), and
+    /// waits until each is ready. The witness is probed on its etcd member's `/health`.
     pub fn start_failover_controllers(&mut self) -> Result<()> {
         let witness = self.topology.address(WITNESS)?;
         let witness_url = format!("http://{witness}:{ETCD_CLIENT_PORT}/health");
@@ -214,6 +215,16 @@ impl Harness {
             names.push(spec.name.clone());
             self.spawn(spec)?;
         }
+        let spec = crate::datacenter::failover_spec(
+            crate::datacenter::witness_failover_place(witness, &self.config),
+            &self.bins,
+            &self.config,
+            &self.datacenters,
+            &witness_url,
+            self.options.timing,
+        )?;
+        names.push(spec.name.clone());
+        self.spawn(spec)?;
         self.wait_all_ready(&names)
     }
 

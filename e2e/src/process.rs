@@ -41,8 +41,12 @@ impl ProcessSpec {
             program: program.into(),
             args: Vec::new(),
             // Every calanque binary logs with tracing; plain text so the ready lines match.
+            // `CQ_E2E_LOG` (a tracing filter) gives more detail when a scenario is investigated.
             env: vec![
-                ("RUST_LOG".to_owned(), "info".to_owned()),
+                (
+                    "RUST_LOG".to_owned(),
+                    std::env::var("CQ_E2E_LOG").unwrap_or_else(|_| "info".to_owned()),
+                ),
                 ("NO_COLOR".to_owned(), "1".to_owned()),
             ],
             ready_line: None,
