@@ -28,6 +28,7 @@ mod harness;
 pub mod netns;
 pub mod process;
 pub mod scenarios;
+pub mod storm;
 
 pub use harness::{Harness, HarnessOptions, TeardownReport};
 

@@ -81,7 +81,8 @@ enum Probe {
         #[arg(long)]
         duration_s: u64,
     },
-    /// Prints, as JSON, how many live bindings each of the first `phones` fleet phones has.
+    /// Prints, as JSON, how many live bindings each of the first `phones` fleet phones has
+    /// (with `--storm`, storm phones).
     Bindings {
         /// etcd client URLs, comma-separated.
         #[arg(long)]
@@ -90,6 +91,43 @@ enum Probe {
         realm: String,
         #[arg(long)]
         phones: u32,
+        /// Count the first `phones` storm phones (`seed-storm`) instead, from one listing of
+        /// the bindings (thousands of AORs, one read each would outlast the probe's bound);
+        /// prints a `calanque_e2e::storm::BindingCount`.
+        #[arg(long)]
+        storm: bool,
+    },
+    /// Writes `phones` registration-storm phones into etcd
+    /// (test_phone::directory::add_storm_phones: site S-2, devices s20000, s20001, …).
+    SeedStorm {
+        /// etcd client URLs, comma-separated.
+        #[arg(long)]
+        etcd: String,
+        #[arg(long)]
+        realm: String,
+        #[arg(long)]
+        phones: u32,
+    },
+    /// A registration storm (calanque_e2e::storm::drive): the first `phones` storm phones
+    /// register with the server at once, each from its own socket on one of `sources`; prints
+    /// the report as one JSON line.
+    Storm {
+        /// The SIP server, IP:PORT (UDP).
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long, default_value = "calanque.test")]
+        realm: String,
+        #[arg(long)]
+        phones: u32,
+        /// Addresses of this namespace the phones bind, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        sources: Vec<std::net::IpAddr>,
+        /// Phones started per second; 0: all at once.
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// Phones not registered this long after the start are lost.
+        #[arg(long, default_value_t = 60)]
+        deadline_s: u64,
     },
     /// Prints the failover state as JSON (`null` when there is none yet).
     FailoverState {
@@ -172,6 +210,44 @@ fn main() -> Result<()> {
             etcd,
             realm,
             phones,
+            storm: true,
+        } => runtime()?.block_on(async {
+            let store = connect(&etcd).await?;
+            // The listing `start` makes is one consistent read of every binding.
+            let location =
+                location::LocationService::start(store, location::LocationConfig::default())
+                    .await?;
+            let now_unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let mut missing = Vec::new();
+            let mut duplicated = Vec::new();
+            for (user, _, _) in test_phone::directory::storm_phones(phones) {
+                match location
+                    .lookup(&format!("sip:{user}@{realm}"), now_unix)
+                    .len()
+                {
+                    0 => missing.push(user),
+                    1 => {}
+                    _ => duplicated.push(user),
+                }
+            }
+            // Counts and the first few names, not one entry per phone: the harness reads a
+            // probe's output only once it exited, and more than a pipe's 64 KiB would block it.
+            let count = calanque_e2e::storm::BindingCount {
+                phones,
+                missing: missing.len(),
+                duplicated: duplicated.len(),
+                missing_sample: missing.into_iter().take(20).collect(),
+                duplicated_sample: duplicated.into_iter().take(20).collect(),
+            };
+            write_stdout(&serde_json::to_string(&count)?)
+        }),
+        Probe::Bindings {
+            etcd,
+            realm,
+            phones,
+            storm: false,
         } => runtime()?.block_on(async {
             let store = connect(&etcd).await?;
             let location =
@@ -193,6 +269,44 @@ fn main() -> Result<()> {
             }
             write_stdout(&serde_json::Value::Object(counts).to_string())
         }),
+        Probe::SeedStorm {
+            etcd,
+            realm,
+            phones,
+        } => runtime()?.block_on(async {
+            let store = connect(&etcd).await?;
+            if phones > test_phone::directory::STORM_MAX {
+                bail!("at most {} storm phones", test_phone::directory::STORM_MAX);
+            }
+            test_phone::directory::add_storm_phones(&store, &realm, phones).await;
+            write_stdout("seeded")
+        }),
+        Probe::Storm {
+            server,
+            realm,
+            phones,
+            sources,
+            rate,
+            deadline_s,
+        } => {
+            let config = calanque_e2e::storm::StormConfig {
+                server,
+                realm,
+                phones: test_phone::directory::storm_phones(phones)
+                    .into_iter()
+                    .map(|(user, password, _)| (user, password))
+                    .collect(),
+                sources,
+                rate,
+                deadline: Duration::from_secs(deadline_s),
+            };
+            let report = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(calanque_e2e::storm::drive(config))?;
+            write_stdout(&serde_json::to_string(&report)?)
+        }
         Probe::FailoverState { etcd } => runtime()?.block_on(async {
             let store = connect(&etcd).await?;
             let view = match store.get(failover::state::STATE_KEY).await? {
