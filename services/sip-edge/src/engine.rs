@@ -99,6 +99,12 @@ pub(crate) struct Engine {
     outgoing_invites: HashMap<String, TransactionKey>,
     /// Results for call-control, to the task that publishes them in order.
     results: mpsc::UnboundedSender<SendResult>,
+    /// The next hand-off's transaction handle. Call-control drops a hand-off it already had
+    /// (by edge and handle, ADR 0020), and an edge keeps its name across restarts: numbering
+    /// from 1 at every start made a restarted edge's requests look like copies of its previous
+    /// run's to a replica that outlived it, acknowledged and dropped (INVITEs that rang
+    /// forever after a datacenter came back, found by the registration storm scenario). Each
+    /// start begins at a random point of a 2^62 range instead.
     next_handle: u64,
     draining: Option<Instant>,
     /// When the last unanswered transaction was answered during a drain.
@@ -156,7 +162,7 @@ impl Engine {
             outgoing: HashMap::new(),
             outgoing_invites: HashMap::new(),
             results,
-            next_handle: 1,
+            next_handle: (rand::random::<u64>() >> 2) + 1,
             draining: None,
             quiet_since: None,
         }
