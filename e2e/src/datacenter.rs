@@ -196,28 +196,14 @@ impl Datacenter {
         )
     }
 
-    /// This datacenter's failover controller; `datacenters` in order, the first the primary.
-    pub fn failover_spec(
-        &self,
-        bins: &Binaries,
-        config: &ServiceConfig,
-        datacenters: &[Datacenter],
-        witness_url: &str,
-        timing: FailoverTiming,
-    ) -> Result<ProcessSpec> {
-        failover_spec(
-            FailoverPlace {
-                instance: self.failover_name(),
-                namespace: self.namespace.clone(),
-                nats: self.local_first(&config.nats),
-                telemetry: self.at(FAILOVER_TELEMETRY_PORT),
-            },
-            bins,
-            config,
-            datacenters,
-            witness_url,
-            timing,
-        )
+    /// Where this datacenter's failover controller runs.
+    pub fn failover_place(&self, config: &ServiceConfig) -> FailoverPlace {
+        FailoverPlace {
+            instance: self.failover_name(),
+            namespace: self.namespace.clone(),
+            nats: self.local_first(&config.nats),
+            telemetry: self.at(FAILOVER_TELEMETRY_PORT),
+        }
     }
 }
 

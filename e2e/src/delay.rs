@@ -15,13 +15,12 @@
 //! ([`RelayCounters`]) is the relay's output read back here: both are shared with the binary.
 
 use std::net::Ipv4Addr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::Harness;
-use crate::netns::{CORE, DC_A, DC_B, PREFIX};
+use crate::netns::{CORE, DC_A, DC_B, PREFIX, ip, ip_output};
 use crate::process::ProcessSpec;
 
 /// What the relay prints on stdout once both devices are up.
@@ -440,25 +439,6 @@ pub fn apply_slow_link_scenario(
 /// True when `device` exists in `namespace`.
 fn link_exists(namespace: &str, device: &str) -> bool {
     ip_output(&["-n", namespace, "link", "show", "dev", device]).is_ok()
-}
-
-fn ip(args: &[&str]) -> Result<()> {
-    ip_output(args).map(drop)
-}
-
-fn ip_output(args: &[&str]) -> Result<String> {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running `ip` (install iproute2)")?;
-    if !output.status.success() {
-        bail!(
-            "ip {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -203,9 +203,19 @@ impl Harness {
     pub fn start_failover_controllers(&mut self) -> Result<()> {
         let witness = self.topology.address(WITNESS)?;
         let witness_url = format!("http://{witness}:{ETCD_CLIENT_PORT}/health");
+        let mut places: Vec<_> = self
+            .datacenters
+            .iter()
+            .map(|dc| dc.failover_place(&self.config))
+            .collect();
+        places.push(crate::datacenter::witness_failover_place(
+            witness,
+            &self.config,
+        ));
         let mut names = Vec::new();
-        for datacenter in self.datacenters.clone() {
-            let spec = datacenter.failover_spec(
+        for place in places {
+            let spec = crate::datacenter::failover_spec(
+                place,
                 &self.bins,
                 &self.config,
                 &self.datacenters,
@@ -215,16 +225,6 @@ impl Harness {
             names.push(spec.name.clone());
             self.spawn(spec)?;
         }
-        let spec = crate::datacenter::failover_spec(
-            crate::datacenter::witness_failover_place(witness, &self.config),
-            &self.bins,
-            &self.config,
-            &self.datacenters,
-            &witness_url,
-            self.options.timing,
-        )?;
-        names.push(spec.name.clone());
-        self.spawn(spec)?;
         self.wait_all_ready(&names)
     }
 

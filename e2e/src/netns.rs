@@ -318,7 +318,13 @@ fn delete_namespace(name: &str) -> Result<()> {
     ip(&["netns", "del", name])
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+/// Runs `ip` with `args`; a failure carries its stderr.
+pub(crate) fn ip(args: &[&str]) -> Result<()> {
+    ip_output(args).map(drop)
+}
+
+/// Runs `ip` with `args` and returns what it printed.
+pub(crate) fn ip_output(args: &[&str]) -> Result<String> {
     let output = Command::new("ip")
         .args(args)
         .output()
@@ -330,7 +336,7 @@ fn ip(args: &[&str]) -> Result<()> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Applies an nft script inside `namespace`.

@@ -273,7 +273,7 @@ fn apply(
             let (note, result) = prepared.after_dc_a_returns(harness, &mut |harness, span| {
                 watch_states(harness, states, span)
             })?;
-            let note = format!("{note}; {}", result.summary());
+            // The note already says the storm's figures (`StormResult::summary`).
             *storm_result = Some(result);
             note
         }
