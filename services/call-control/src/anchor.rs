@@ -274,6 +274,12 @@ impl Anchoring {
     }
 
     /// The call ended: release its relay session.
+    /// Forgets a call another replica ended (and whose relay session it released).
+    pub(crate) fn forget(&mut self, caller_call_id: &str) {
+        self.sides.retain(|_, (caller, _)| caller != caller_call_id);
+        self.anchors.remove(caller_call_id);
+    }
+
     pub(crate) async fn release(&mut self, caller_call_id: &str) {
         self.sides.retain(|_, (caller, _)| caller != caller_call_id);
         if let Some(anchor) = self.anchors.remove(caller_call_id) {

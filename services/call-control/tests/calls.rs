@@ -14,7 +14,7 @@ use std::time::Duration;
 use bus::Bus;
 use bus::in_process::InProcessBus;
 use call_control::service::{CallControlConfig, start};
-use sip_msg::{Method, StatusCode};
+use sip_msg::{Method, SipMessage, StatusCode};
 use store::Store;
 use store::etcd::{EtcdConfig, EtcdStore};
 use test_phone::{Phone, SDP_ANSWER, SDP_OFFER};
@@ -324,6 +324,63 @@ async fn another_replica_takes_over_an_established_call_when_the_first_dies() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(left, 0, "the ended call was removed from the store");
+    setup.edge.drain().await;
+}
+
+/// A call another replica ended (its snapshot deleted from the store, as that replica does)
+/// is forgotten by the replica that set it up: a late BYE for it is answered 481 and relayed to
+/// nobody. Before, the first replica kept every such call (and counted it active) for good.
+#[tokio::test]
+async fn a_call_ended_by_another_replica_is_forgotten_here() {
+    let setup = setup().await;
+    let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
+    alice.register().await;
+    bob.register().await;
+    alice.call("1002", "elsewhere@alice").await;
+    let invite = bob.request().await;
+    bob.reply(&invite, StatusCode::OK, "bob").await;
+    let answered = alice.response(false).await;
+    assert_eq!(answered.status, StatusCode::OK);
+    assert_eq!(bob.request().await.method, Method::Ack);
+    let ack = alice.in_dialog(&answered, "ACK", 2);
+    alice.send(ack.as_bytes()).await;
+    let mut keys = Vec::new();
+    for _ in 0..100 {
+        keys = setup
+            .store
+            .list_prefix("calanque/v1/calls/")
+            .await
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        if keys.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(keys.len(), 2, "one key per leg");
+
+    // Another replica ended the call: its snapshot goes.
+    for key in &keys {
+        setup.store.delete(key).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let bye = alice.in_dialog(&answered, "BYE", 3);
+    alice.send(bye.as_bytes()).await;
+    assert_eq!(
+        alice.response(false).await.status,
+        StatusCode::CALL_DOES_NOT_EXIST,
+        "cc-1 still held the call"
+    );
+    let relayed = bob.next(Duration::from_millis(500)).await;
+    assert!(
+        !matches!(relayed, Some(SipMessage::Request(ref r)) if r.method == Method::Bye),
+        "a BYE reached Bob from a call that had ended: {relayed:?}"
+    );
     setup.edge.drain().await;
 }
 

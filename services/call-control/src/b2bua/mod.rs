@@ -1261,6 +1261,16 @@ impl B2bua {
         })
     }
 
+    /// A call (by any of its legs' Call-IDs) whose stored snapshot another replica deleted:
+    /// it ended there, with its BYEs and record. Dropped quietly; the caller's Call-ID if it
+    /// was held here. A call this replica ended itself is already gone.
+    pub fn forget_ended_elsewhere(&mut self, call_id: &str) -> Option<String> {
+        let id = *self.by_call_id.get(call_id)?;
+        let caller_call_id = self.calls.get(&id)?.a_call_id.clone();
+        self.forget(id);
+        Some(caller_call_id)
+    }
+
     fn forget(&mut self, id: u64) {
         if let Some(call) = self.calls.remove(&id) {
             self.by_call_id.remove(&call.a_call_id);

@@ -27,6 +27,7 @@ use crate::dialplan::{self, HuntMember, Target};
 
 mod beats;
 mod edges;
+mod ended_elsewhere;
 mod handoffs;
 mod intake;
 mod relocate;
@@ -173,12 +174,14 @@ pub async fn start_instrumented(
     // Acknowledging starts once the loop is about to run: a hand-off acknowledged earlier
     // would wait for the failover state's read.
     let requests = intake::acknowledge_on_arrival(service.bus.clone(), requests);
+    let ended = ended_elsewhere::follow(service.store.clone());
     let task = tokio::spawn(service.run(Subscriptions {
         requests,
         results,
         media_events,
         failover_states,
         heartbeats,
+        ended,
     }));
     Ok(CallControlHandle { task })
 }
@@ -226,6 +229,8 @@ struct Subscriptions {
     failover_states: bus::Subscription,
     /// Media relays' and edges' heartbeats, stamped on arrival.
     heartbeats: tokio::sync::mpsc::Receiver<beats::Beat>,
+    /// Calls whose snapshot was deleted (ended, here or by another replica).
+    ended: tokio::sync::mpsc::Receiver<String>,
 }
 
 /// The next message of an optional subscription (never, without one).
@@ -281,6 +286,7 @@ impl Service {
             mut media_events,
             mut failover_states,
             mut heartbeats,
+            mut ended,
         } = subscriptions;
         loop {
             let wake = self
@@ -322,6 +328,13 @@ impl Service {
                     }
                     None => return,
                 },
+                call_id = ended.recv() => match call_id {
+                    Some(call_id) => {
+                        self.on_ended_elsewhere(&call_id);
+                        continue;
+                    }
+                    None => return,
+                },
                 beat = heartbeats.recv() => match beat {
                     Some(beat) => {
                         self.on_heartbeat(&beat);
@@ -356,6 +369,21 @@ impl Service {
             };
             self.perform(actions).instrument(span).await;
             self.hangup_by = None;
+        }
+    }
+
+    /// A stored call was deleted: if this replica still holds it, another one ended it.
+    fn on_ended_elsewhere(&mut self, call_id: &str) {
+        let Some(caller_call_id) = self.core.forget_ended_elsewhere(call_id) else {
+            return;
+        };
+        tracing::debug!(%caller_call_id, "call ended by another replica: forgotten here");
+        self.records.end(&caller_call_id);
+        if let Some(anchoring) = self.anchoring.as_mut() {
+            anchoring.forget(&caller_call_id);
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.set_active(self.records.answered());
         }
     }
 

@@ -26,7 +26,7 @@ use crate::failover::{Me, Repair, plan_repair};
 pub(crate) const FAILOVER_STATE_KEY: &str = "calanque/v1/failover/state";
 
 /// The prefix of the stored calls (ADR 0012).
-const CALLS_PREFIX: &str = "calanque/v1/calls/";
+pub(super) const CALLS_PREFIX: &str = "calanque/v1/calls/";
 
 /// How often waiting calls are tried again.
 pub(super) const RETRY_EVERY: Duration = Duration::from_secs(1);
