@@ -64,8 +64,17 @@ pub(crate) async fn spawn_ready(binary: &str, args: &[String], ready_line: &str)
     })
     .await
     .unwrap_or_else(|_| panic!("{binary} did not log {ready_line:?} within 30 s"));
-    // Keep reading so the process never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep reading so the process never blocks on a full pipe; `CQ_TEST_ECHO=1` echoes the
+    // lines on stderr, named by the first argument (an instance name), to investigate a failure.
+    let echo = std::env::var_os("CQ_TEST_ECHO").is_some();
+    let name = format!("{binary} {}", args.get(1).map_or("", String::as_str));
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if echo {
+                eprintln!("[{name}] {line}");
+            }
+        }
+    });
     child
 }
 
