@@ -750,21 +750,24 @@ fn an_unconfirmed_failure_is_held_back_with_the_count() {
     }
     let now = origin + Duration::from_secs(15);
     let state = start_state(Start::OnA).unwrap();
-    let sees_a_alive = PeerView {
+    // The leader's plan, stable on dc-a, with one peer's view.
+    let plan_with = |peer: PeerView| {
+        planner.plan(&PlanInput {
+            now,
+            leadership: Some(Leadership {
+                fencing_revision: 7,
+            }),
+            state: Some(&state),
+            witness: Witness::Reachable,
+            failback_request: None,
+            announced_epoch: Some(1),
+            peers: std::slice::from_ref(&peer),
+        })
+    };
+    let decision = plan_with(PeerView {
         instance: "in-a".into(),
         seen: vec![A.into(), B.into()],
         failed: vec![],
-    };
-    let decision = planner.plan(&PlanInput {
-        now,
-        leadership: Some(Leadership {
-            fencing_revision: 7,
-        }),
-        state: Some(&state),
-        witness: Witness::Reachable,
-        failback_request: None,
-        announced_epoch: Some(1),
-        peers: std::slice::from_ref(&sees_a_alive),
     });
     assert_eq!(decision.action, Action::Nothing);
     assert_eq!(
@@ -776,21 +779,10 @@ fn an_unconfirmed_failure_is_held_back_with_the_count() {
         })
     );
     // A peer that has not seen dc-a within the period does not judge it.
-    let blind = PeerView {
+    let decision = plan_with(PeerView {
         instance: "in-a".into(),
         seen: vec![B.into()],
         failed: vec![],
-    };
-    let decision = planner.plan(&PlanInput {
-        now,
-        leadership: Some(Leadership {
-            fencing_revision: 7,
-        }),
-        state: Some(&state),
-        witness: Witness::Reachable,
-        failback_request: None,
-        announced_epoch: Some(1),
-        peers: std::slice::from_ref(&blind),
     });
     assert!(matches!(decision.action, Action::StartFailover { .. }));
     assert_eq!(planner.view("me", now).failed, vec![A.to_owned()]);

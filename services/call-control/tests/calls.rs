@@ -262,14 +262,23 @@ async fn busy_barred_and_unknown_numbers_get_their_answers() {
     setup.edge.drain().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_replica_takes_over_an_established_call_when_the_first_dies() {
-    let mut setup = setup().await;
-    let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
-    let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
+/// Alice (user1) and Bob (user2) registered, in a call Alice made and Bob answered, stored.
+struct AnsweredCall {
+    alice: Phone,
+    bob: Phone,
+    /// The INVITE Bob got, and the 200 Alice got.
+    invite: sip_msg::Request,
+    answered: sip_msg::Response,
+    /// The call's store keys (one per leg).
+    keys: Vec<String>,
+}
+
+async fn answered_call(setup: &Setup, call_id: &str) -> AnsweredCall {
+    let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(setup)).await;
+    let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(setup)).await;
     alice.register().await;
     bob.register().await;
-    alice.call("1002", "takeover@alice").await;
+    alice.call("1002", call_id).await;
     let invite = bob.request().await;
     bob.reply(&invite, StatusCode::OK, "bob").await;
     let answered = alice.response(false).await;
@@ -277,24 +286,44 @@ async fn another_replica_takes_over_an_established_call_when_the_first_dies() {
     assert_eq!(bob.request().await.method, Method::Ack);
     let ack = alice.in_dialog(&answered, "ACK", 2);
     alice.send(ack.as_bytes()).await;
-
-    // The established call is in the store under both Call-IDs.
-    // (written off the call path: allow it a moment)
-    let mut stored = 0;
+    // The established call is in the store under both Call-IDs (written off the call path:
+    // allow it a moment).
+    let mut keys = Vec::new();
     for _ in 0..100 {
-        stored = setup
+        keys = setup
             .store
             .list_prefix("calanque/v1/calls/")
             .await
             .unwrap()
             .0
-            .len();
-        if stored == 2 {
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        if keys.len() == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(stored, 2, "one key per leg");
+    assert_eq!(keys.len(), 2, "one key per leg");
+    AnsweredCall {
+        alice,
+        bob,
+        invite,
+        answered,
+        keys,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replica_takes_over_an_established_call_when_the_first_dies() {
+    let mut setup = setup().await;
+    let AnsweredCall {
+        mut alice,
+        bob,
+        invite,
+        answered,
+        ..
+    } = answered_call(&setup, "takeover@alice").await;
 
     // cc-1 dies; cc-2 starts. Alice hangs up: cc-2 takes the call over from the store.
     let _cc2 = call_control("cc-2", &setup.store, &setup.bus).await;
@@ -333,35 +362,13 @@ async fn another_replica_takes_over_an_established_call_when_the_first_dies() {
 #[tokio::test]
 async fn a_call_ended_by_another_replica_is_forgotten_here() {
     let setup = setup().await;
-    let mut alice = Phone::new("user1", "pw1", REALM, edge_addr(&setup)).await;
-    let mut bob = Phone::new("user2", "pw2", REALM, edge_addr(&setup)).await;
-    alice.register().await;
-    bob.register().await;
-    alice.call("1002", "elsewhere@alice").await;
-    let invite = bob.request().await;
-    bob.reply(&invite, StatusCode::OK, "bob").await;
-    let answered = alice.response(false).await;
-    assert_eq!(answered.status, StatusCode::OK);
-    assert_eq!(bob.request().await.method, Method::Ack);
-    let ack = alice.in_dialog(&answered, "ACK", 2);
-    alice.send(ack.as_bytes()).await;
-    let mut keys = Vec::new();
-    for _ in 0..100 {
-        keys = setup
-            .store
-            .list_prefix("calanque/v1/calls/")
-            .await
-            .unwrap()
-            .0
-            .into_iter()
-            .map(|kv| kv.key)
-            .collect();
-        if keys.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(keys.len(), 2, "one key per leg");
+    let AnsweredCall {
+        mut alice,
+        bob,
+        answered,
+        keys,
+        ..
+    } = answered_call(&setup, "elsewhere@alice").await;
 
     // Another replica ended the call: its snapshot goes.
     for key in &keys {
