@@ -53,3 +53,15 @@ pub struct FailoverView {
     /// The store revision of the write.
     pub revision: i64,
 }
+
+/// Logs of the harness (`calanque_e2e=info`, or `RUST_LOG`) to the test's output, once per
+/// test binary: what every e2e test starts with.
+pub fn init_test_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "calanque_e2e=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}

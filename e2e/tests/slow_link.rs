@@ -34,16 +34,6 @@ const ECHO_TIMEOUT: Duration = Duration::from_secs(2);
 /// A direct path between two namespaces of one machine.
 const DIRECT: Duration = Duration::from_millis(20);
 
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "calanque_e2e=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
 /// Runs `f` on a thread that joined `namespace`: the sockets it creates belong to that
 /// namespace wherever they are used afterwards.
 fn in_namespace<T: Send>(namespace: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
@@ -270,7 +260,7 @@ fn ms(d: Duration) -> f64 {
 
 #[test]
 fn a_slow_link_delays_only_its_pair_and_is_restored() -> Result<()> {
-    init_logs();
+    calanque_e2e::init_test_logs();
     let started = Instant::now();
     let mut harness = Harness::new(HarnessOptions::default())?;
     let topology = harness.topology();
@@ -441,7 +431,7 @@ fn a_slow_link_delays_only_its_pair_and_is_restored() -> Result<()> {
 
 #[test]
 fn the_slow_link_scenario_delays_dc_a_to_dc_b_for_its_span() -> Result<()> {
-    init_logs();
+    calanque_e2e::init_test_logs();
     let mut harness = Harness::new(HarnessOptions::default())?;
     let address_b = harness.topology().address(DC_B)?;
     let echo_b = Echo::start(DC_B, address_b)?;

@@ -32,23 +32,13 @@ fn phones() -> u32 {
         .unwrap_or(PHONES)
 }
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "calanque_e2e=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
 fn sleep_watch(_: &Harness, pause: Duration) {
     std::thread::sleep(pause);
 }
 
 #[test]
 fn a_storm_of_phones_registering_at_once_all_register_once() -> Result<()> {
-    init_tracing();
+    calanque_e2e::init_test_logs();
     let started = Instant::now();
     let mut harness = Harness::start(HarnessOptions::default())?;
     let bring_up = started.elapsed();

@@ -22,13 +22,7 @@ const FAILOVER_LIMIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn two_datacenters_come_up_and_an_isolated_dc_a_fails_over_to_dc_b() -> Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "calanque_e2e=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    calanque_e2e::init_test_logs();
     let started = Instant::now();
     let mut harness = Harness::start(HarnessOptions::default())?;
     let bring_up = started.elapsed();
