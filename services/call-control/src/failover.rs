@@ -86,13 +86,20 @@ pub fn plan_repair(
         return None; // its owner is alive: it moves the call itself
     }
     let relayed = call.media_session != 0;
+    // A relay whose datacenter nobody knew (the owner wrote the snapshot before hearing its
+    // first heartbeat, and this replica never heard it either) is taken for lost with an owner
+    // lost: relays are allocated near their owner, and a new session costs a re-INVITE, while
+    // a dead one leaves the call silent for good (the moves test caught it on a loaded machine).
+    let relay_lost = if call.media_datacenter.is_empty() {
+        owner_lost
+    } else {
+        failed.contains(&call.media_datacenter)
+    };
     let repair = Repair {
         take_over: owner_lost,
         move_caller: lost(call.caller_flow.as_ref(), failed),
         move_callee: lost(call.callee_flow.as_ref(), failed),
-        reanchor: relayed
-            && ((!call.media_datacenter.is_empty() && failed.contains(&call.media_datacenter))
-                || media_dead(&call.media_owner)),
+        reanchor: relayed && (relay_lost || media_dead(&call.media_owner)),
     };
     (repair.take_over || repair.move_caller || repair.move_callee || repair.reanchor)
         .then_some(repair)
@@ -199,7 +206,31 @@ mod tests {
         owned_by_b.owner_datacenter = "dc-b".into();
         let mut owned_by_b2 = owned_by_b.clone();
         owned_by_b2.owner_instance = "cc-b2".into();
+        let mut relay_unknown = call();
+        relay_unknown.media_datacenter.clear();
+        let mut mine_relay_unknown = owned_by_b.clone();
+        mine_relay_unknown.media_datacenter.clear();
         let rows: Vec<Row<'_>> = vec![
+            (
+                "dc-a lost, the relay's datacenter never known: taken for lost with its owner",
+                &relay_unknown,
+                CC_B,
+                failed(&["dc-a"]),
+                false,
+                Some(all),
+            ),
+            (
+                "dc-a lost, my call's relay of unknown datacenter alive: legs move, it stays",
+                &mine_relay_unknown,
+                CC_B,
+                failed(&["dc-a"]),
+                false,
+                Some(Repair {
+                    take_over: false,
+                    reanchor: false,
+                    ..all
+                }),
+            ),
             ("all healthy", &base, CC_B, failed(&[]), false, None),
             (
                 "dc-a lost: everything moves",

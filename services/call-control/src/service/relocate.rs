@@ -210,7 +210,14 @@ impl Service {
             self.pending
                 .retain(|call_id, _| !only.contains(call_id) || calls.contains_key(call_id));
         }
-        for (caller, stored) in calls {
+        for (caller, mut stored) in calls {
+            // What this replica heard of the relay fills in a datacenter the owner did not know.
+            if stored.snapshot.media_datacenter.is_empty()
+                && let Some(datacenter) =
+                    self.media_alive.datacenter_of(&stored.snapshot.media_owner)
+            {
+                stored.snapshot.media_datacenter = datacenter.to_owned();
+            }
             let me = Me {
                 instance: &self.config.instance,
                 datacenter: &self.config.datacenter,
