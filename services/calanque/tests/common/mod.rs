@@ -39,7 +39,10 @@ pub(crate) async fn spawn_ready(binary: &str, args: &[String], ready_line: &str)
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = Command::new(sibling(binary))
         .args(args)
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("CQ_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        )
         .env("NO_COLOR", "1")
         // Spans leave within 100 ms instead of the batch exporter's default 5 s.
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
