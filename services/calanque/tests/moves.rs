@@ -313,6 +313,29 @@ fn ports_after(ports: &RangeInclusive<u16>) -> RangeInclusive<u16> {
     first..=first + 99
 }
 
+/// dc-b beside a cluster in dc-a: its relay (on ports after dc-a's), edge and call-control,
+/// its edge answering. Its processes live as long as this.
+struct DcB {
+    sip: SocketAddr,
+    relay_ports: RangeInclusive<u16>,
+    _processes: [Child; 3],
+}
+
+impl DcB {
+    async fn start(cluster: &mut Cluster) -> DcB {
+        let (sip, relay_ports) = (free_local(), ports_after(&cluster.relay_ports));
+        let media = cluster.media("media-b", "dc-b", relay_ports.clone()).await;
+        let edge = cluster.edge("edge-b", "dc-b", sip).await;
+        let cc = cluster.call_control_in("cc-b", "dc-b").await;
+        wait_for_edge(sip).await;
+        DcB {
+            sip,
+            relay_ports,
+            _processes: [media, edge, cc],
+        }
+    }
+}
+
 async fn start_controller(cluster: &Cluster, dc_a: SocketAddr, dc_b: SocketAddr) -> Child {
     let etcd = cluster.etcd.endpoint();
     let args: Vec<String> = [
@@ -366,11 +389,8 @@ async fn losing_a_datacenter_moves_its_relayed_call_to_the_other_by_re_invite() 
     let mut call = relayed_call(&cluster, "dc-loss").await;
 
     // dc-b comes up beside it, and the failover controller watches both.
-    let (sip_b, ports_b) = (free_local(), ports_after(&cluster.relay_ports));
-    let _media_b = cluster.media("media-b", "dc-b", ports_b.clone()).await;
-    let _edge_b = cluster.edge("edge-b", "dc-b", sip_b).await;
-    let _cc_b = cluster.call_control_in("cc-b", "dc-b").await;
-    wait_for_edge(sip_b).await;
+    let dc_b = DcB::start(&mut cluster).await;
+    let (sip_b, ports_b) = (dc_b.sip, dc_b.relay_ports.clone());
     let _controller = start_controller(&cluster, cluster.sip, sip_b).await;
     let started = Instant::now();
     while failover_state(&cluster)
@@ -471,12 +491,9 @@ async fn a_fleet_calling_through_a_datacenter_loss_loses_no_established_call() {
     .await;
     let phones = test_phone::directory::add_phones(&cluster.store, REALM, 12).await;
     let cc_a = cluster.call_control("cc-a").await;
-    let (sip_b, ports_b) = (free_local(), ports_after(&cluster.relay_ports));
-    let _media_b = cluster.media("media-b", "dc-b", ports_b.clone()).await;
-    let _edge_b = cluster.edge("edge-b", "dc-b", sip_b).await;
-    let _cc_b = cluster.call_control_in("cc-b", "dc-b").await;
+    let dc_b = DcB::start(&mut cluster).await;
+    let sip_b = dc_b.sip;
     wait_for_edge(cluster.sip).await;
-    wait_for_edge(sip_b).await;
     let _controller = start_controller(&cluster, cluster.sip, sip_b).await;
 
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
