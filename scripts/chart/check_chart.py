@@ -850,7 +850,8 @@ def failover_on(values: Obj) -> bool:
 
 
 def expected_failover(values: Obj) -> list[tuple[str, Obj, list[tuple[str, str | None]]]]:
-    """Per serving datacenter (the PbxCluster's order): its name, its nodeSelector and the
+    """Per serving datacenter (the PbxCluster's order), then per witness datacenter when
+    failover.atWitness: its name, its nodeSelector and the
     calanque-failover arguments every one of its pods runs with, as (flag, value) pairs,
     derived here from the values independently of the templates (extraArgs not included)."""
     v = effective_values(values)
@@ -889,7 +890,10 @@ def expected_failover(values: Obj) -> list[tuple[str, Obj, list[tuple[str, str |
         ("--telemetry-listen", f"0.0.0.0:{f['port']}"),
         ("--log-format", f["logFormat"]),
     ]
-    return [(dc["name"], dc.get("nodeSelector") or {}, args) for dc in serving]
+    # Every serving datacenter, then the witness when failover.atWitness: same arguments, the
+    # witness's instances probe the serving datacenters too (their view breaks ties).
+    places = [dc for dc in spec["datacenters"] if dc["role"] == "serving" or (dc["role"] == "witness" and f["atWitness"])]
+    return [(dc["name"], dc.get("nodeSelector") or {}, args) for dc in places]
 
 
 def parse_flags(args: list[str]) -> list[tuple[str, str | None]]:
@@ -897,8 +901,8 @@ def parse_flags(args: list[str]) -> list[tuple[str, str | None]]:
 
 
 def failover_errors(rendered: Rendered, values: Obj) -> Errors:
-    """The failover controller (ADR 0018): one Deployment per serving datacenter, pinned and
-    labelled there, running calanque-failover with the arguments the values imply, hardened
+    """The failover controller (ADR 0018): one Deployment per serving datacenter and one at the
+    witness (failover.atWitness), pinned and labelled there, running calanque-failover with the arguments the values imply, hardened
     like the operator, probes on /healthz and /readyz, its own ServiceAccount bound to no Role
     with no token mounted, a metrics Service, and its PodDisruptionBudget."""
     errors = []
@@ -1936,6 +1940,19 @@ def self_test() -> Errors:
         lambda: policy_errors(example, example_vals),
         lambda: policy_errors(
             _without(example, lambda o: o.get("kind") == "Deployment" and component(o) == "failover"), example_vals
+        ),
+    )
+    expect(
+        "policy: no failover controller at the witness (failover.atWitness) is rejected",
+        lambda: policy_errors(example, example_vals),
+        lambda: policy_errors(
+            _without(
+                example,
+                lambda o: o.get("kind") == "Deployment"
+                and component(o) == "failover"
+                and (o["metadata"].get("labels") or {}).get("calanque.io/datacenter") == "witness",
+            ),
+            example_vals,
         ),
     )
     expect(

@@ -213,6 +213,21 @@ chart creates describes the serving datacenters it watches (pbxCluster.create).
 {{- end }}
 
 {{/*
+Where failover Deployments run, as JSON {"items": [{"name", "nodeSelector", "role"}]}: every
+serving datacenter, then the witness datacenters when failover.atWitness is set. A controller
+at the witness gives the third opinion that breaks a tie between the datacenters (ADR 0018).
+*/}}
+{{- define "calanque.failover.places" -}}
+{{- $items := list }}
+{{- range $dc := .Values.pbxCluster.spec.datacenters }}
+{{- if or (eq $dc.role "serving") (and (eq $dc.role "witness") $.Values.failover.atWitness) }}
+{{- $items = append $items (dict "name" $dc.name "nodeSelector" ($dc.nodeSelector | default dict) "role" $dc.role) }}
+{{- end }}
+{{- end }}
+{{- dict "items" $items | toJson }}
+{{- end }}
+
+{{/*
 The serving datacenters the failover controller watches, in the PbxCluster's order (the first
 is the primary), as JSON {"items": [{"name", "nodeSelector", "targets"}]}. `targets` is the
 value of --datacenter: NAME=sip:IP:PORT (the first SIP address, the UDP port; an IPv6 address
