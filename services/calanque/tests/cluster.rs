@@ -233,7 +233,7 @@ async fn killing_the_call_control_process_of_a_relayed_call_keeps_media_and_the_
 
     // cc-2 released the relay session it adopted, and removed the stored call.
     let client = media::MediaClient::new(bus.clone(), Duration::from_secs(2));
-    client.adopt(session, "media-k");
+    client.adopt(session, "media-k", "");
     let mut released = false;
     for _ in 0..50 {
         if client.stats(session).await.is_err() {

@@ -162,6 +162,11 @@ impl Anchoring {
         };
         snapshot.media_session = anchor.session.0;
         snapshot.media_owner = self.media.owner(anchor.session).unwrap_or_default();
+        // From the allocation's reply: known before the relay's first heartbeat arrives.
+        snapshot.media_datacenter = self
+            .media
+            .owner_datacenter(anchor.session)
+            .unwrap_or_default();
         snapshot.media_leg_a = anchor.leg_a.to_string();
         snapshot.media_leg_b = anchor.leg_b.to_string();
         snapshot.caller_sdp = anchor.from_a.to_vec();
@@ -189,7 +194,8 @@ impl Anchoring {
         };
         let session = SessionId(snapshot.media_session);
         if !snapshot.media_owner.is_empty() {
-            self.media.adopt(session, &snapshot.media_owner);
+            self.media
+                .adopt(session, &snapshot.media_owner, &snapshot.media_datacenter);
         }
         self.anchors.insert(
             caller.clone(),

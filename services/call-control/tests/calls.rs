@@ -571,9 +571,16 @@ async fn a_relayed_call_whose_media_dies_is_hung_up_on_both_phones() {
         ..Default::default()
     })
     .unwrap();
-    let _served = media::bus::serve(Arc::new(relay), events, "media-idle", bus.clone())
-        .await
-        .unwrap();
+    // No heartbeats from this relay: its datacenter is known from its allocations only.
+    let _served = media::bus::serve(
+        Arc::new(relay),
+        events,
+        "media-idle",
+        "dc-relay",
+        bus.clone(),
+    )
+    .await
+    .unwrap();
     let client: Arc<dyn media::MediaControl> =
         Arc::new(media::MediaClient::new(bus.clone(), Duration::from_secs(2)));
     let metrics = telemetry::Metrics::new("call-control");
@@ -615,6 +622,18 @@ async fn a_relayed_call_whose_media_dies_is_hung_up_on_both_phones() {
     alice.send(ack.as_bytes()).await;
     assert_eq!(bob.request().await.method, Method::Ack);
 
+    // The stored call names its relay and the relay's datacenter, from the allocation's reply
+    // (no heartbeat was ever heard): a survivor can tell whether the relay went down with a
+    // lost datacenter (ADR 0020).
+    let stored = stored_call(&store, "idle@alice").await;
+    assert_eq!(
+        (
+            stored.media_owner.as_str(),
+            stored.media_datacenter.as_str()
+        ),
+        ("media-idle", "dc-relay")
+    );
+
     // Nobody sends RTP: after the relay's idle timeout both phones get a BYE.
     let bye_bob = bob.request().await;
     assert_eq!(bye_bob.method, Method::Bye);
@@ -646,6 +665,30 @@ async fn a_relayed_call_whose_media_dies_is_hung_up_on_both_phones() {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
     edge.drain().await;
+}
+
+/// The call stored under `call_id`, waited for (it is written when answered, as the 200 OK
+/// goes out) for at most 500 ms.
+async fn stored_call(
+    store: &Arc<dyn Store>,
+    call_id: &str,
+) -> call_control::b2bua::EstablishedCall {
+    use prost::Message as _;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    loop {
+        let kv = store
+            .get(&call_control::b2bua::call_key(call_id))
+            .await
+            .unwrap();
+        if let Some(kv) = kv {
+            return call_control::b2bua::EstablishedCall::decode(kv.value).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{call_id} not stored within 500 ms of its ACK"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A hunt group to seed: number, member extensions, strategy, ring seconds per member.

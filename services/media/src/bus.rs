@@ -266,14 +266,16 @@ pub enum ServeError {
     Bus(#[from] BusError),
 }
 
-/// Serves `service` on the bus as replica `media_id`: subscribes (before returning, so
-/// requests sent after this returns are answered), then answers requests and publishes the
-/// events read from `events` (the receiver [`crate::start`] returned) until the returned task
-/// is aborted or the bus closes. Each request is handled on its own task.
+/// Serves `service` on the bus as replica `media_id` of `datacenter` (named in every
+/// allocation it answers; empty: not configured): subscribes (before returning, so requests
+/// sent after this returns are answered), then answers requests and publishes the events read
+/// from `events` (the receiver [`crate::start`] returned) until the returned task is aborted or
+/// the bus closes. Each request is handled on its own task.
 pub async fn serve(
     service: Arc<dyn MediaControl>,
     events: mpsc::Receiver<MediaEvent>,
     media_id: &str,
+    datacenter: &str,
     bus: Arc<dyn Bus>,
 ) -> Result<JoinHandle<()>, ServeError> {
     if !is_valid_media_id(media_id) {
@@ -286,6 +288,7 @@ pub async fn serve(
     let server = Server {
         service,
         media_id: Arc::from(media_id),
+        datacenter: Arc::from(datacenter),
         bus,
     };
     Ok(tokio::spawn(server.run(allocations, control, events)))
@@ -295,6 +298,7 @@ pub async fn serve(
 struct Server {
     service: Arc<dyn MediaControl>,
     media_id: Arc<str>,
+    datacenter: Arc<str>,
     bus: Arc<dyn Bus>,
 }
 
@@ -407,6 +411,7 @@ impl Server {
                         session_id: allocation.session.0,
                         leg_a: allocation.leg_a.to_string(),
                         leg_b: allocation.leg_b.to_string(),
+                        datacenter: self.datacenter.to_string(),
                     })
                 }),
                 Err(error) => Err(error),
@@ -513,6 +518,8 @@ async fn stats_reply(
 pub struct RemoteAllocation {
     /// The owning replica's media id (its control subject).
     pub media_id: String,
+    /// The owning replica's datacenter (empty: it did not say).
+    pub datacenter: String,
     pub allocation: Allocation,
 }
 
@@ -529,7 +536,14 @@ pub struct MediaClient {
     bus: Arc<dyn Bus>,
     timeout: Duration,
     /// Which replica owns each session allocated (or adopted) through this client.
-    routes: Arc<Mutex<HashMap<SessionId, String>>>,
+    routes: Arc<Mutex<HashMap<SessionId, Route>>>,
+}
+
+/// Where a session lives: its owner's media id and datacenter (empty: unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Route {
+    media_id: String,
+    datacenter: String,
 }
 
 impl MediaClient {
@@ -542,20 +556,36 @@ impl MediaClient {
         }
     }
 
-    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, String>> {
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Route>> {
         self.routes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The replica owning `session`, if this client allocated or adopted it (and has not
     /// released it).
     pub fn owner(&self, session: SessionId) -> Option<String> {
-        self.routes().get(&session).cloned()
+        self.routes()
+            .get(&session)
+            .map(|route| route.media_id.clone())
     }
 
-    /// Routes `session` to replica `media_id` from now on (a call-control replica taking over
-    /// calls another one allocated; the pair is in [`RemoteAllocation`]).
-    pub fn adopt(&self, session: SessionId, media_id: impl Into<String>) {
-        self.routes().insert(session, media_id.into());
+    /// The datacenter of the replica owning `session`, when the allocation (or the adoption)
+    /// named it.
+    pub fn owner_datacenter(&self, session: SessionId) -> Option<String> {
+        self.routes()
+            .get(&session)
+            .map(|route| route.datacenter.clone())
+            .filter(|datacenter| !datacenter.is_empty())
+    }
+
+    /// Routes `session` to replica `media_id` of `datacenter` (empty: unknown) from now on (a
+    /// call-control replica taking over calls another one allocated; the pair is in
+    /// [`RemoteAllocation`]).
+    pub fn adopt(&self, session: SessionId, media_id: impl Into<String>, datacenter: &str) {
+        let route = Route {
+            media_id: media_id.into(),
+            datacenter: datacenter.to_owned(),
+        };
+        self.routes().insert(session, route);
     }
 
     /// Allocates a session on any replica, returning the owner's media id with it. The
@@ -582,9 +612,13 @@ impl MediaClient {
                     let clash = {
                         let mut routes = self.routes();
                         match routes.get(&session) {
-                            Some(owner) if *owner != remote.media_id => true,
+                            Some(owner) if owner.media_id != remote.media_id => true,
                             _ => {
-                                routes.insert(session, remote.media_id.clone());
+                                let route = Route {
+                                    media_id: remote.media_id.clone(),
+                                    datacenter: remote.datacenter.clone(),
+                                };
+                                routes.insert(session, route);
                                 false
                             }
                         }
@@ -756,6 +790,7 @@ fn allocation_from_wire(allocation: v1::MediaAllocation) -> Result<RemoteAllocat
         .ok_or_else(|| MediaError::Invalid("allocation without leg_b".into()))?;
     Ok(RemoteAllocation {
         media_id: allocation.media_id,
+        datacenter: allocation.datacenter,
         allocation: Allocation {
             session: SessionId(allocation.session_id),
             leg_a,
@@ -774,8 +809,12 @@ impl MediaControl for MediaClient {
         MediaClient::owner(self, session)
     }
 
-    fn adopt(&self, session: SessionId, owner: &str) {
-        MediaClient::adopt(self, session, owner);
+    fn owner_datacenter(&self, session: SessionId) -> Option<String> {
+        MediaClient::owner_datacenter(self, session)
+    }
+
+    fn adopt(&self, session: SessionId, owner: &str, datacenter: &str) {
+        MediaClient::adopt(self, session, owner, datacenter);
     }
 
     async fn update(

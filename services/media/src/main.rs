@@ -129,9 +129,15 @@ async fn main() -> anyhow::Result<()> {
     let pairs = media.available_pairs();
     let bus = telemetry.bus(Arc::new(bus));
     let media = Arc::new(media);
-    let server = media::bus::serve(media.clone(), events, &args.media_id, bus.clone())
-        .await
-        .context("serving the media control API on the bus")?;
+    let server = media::bus::serve(
+        media.clone(),
+        events,
+        &args.media_id,
+        &args.datacenter,
+        bus.clone(),
+    )
+    .await
+    .context("serving the media control API on the bus")?;
     let _heartbeats = telemetry::heartbeat::publish_heartbeats(
         bus,
         proto::subjects::MEDIA_HEARTBEATS,

@@ -137,9 +137,15 @@ pub trait MediaControl: Send + Sync + std::fmt::Debug {
     fn owner(&self, _session: SessionId) -> Option<String> {
         None
     }
-    /// Routes `session` to replica `owner` from now on (taking over a call another call-control
-    /// replica anchored). In-process there is nothing to route.
-    fn adopt(&self, _session: SessionId, _owner: &str) {}
+    /// The datacenter of the replica owning `session`, when its allocation or adoption named
+    /// it; `None` in-process.
+    fn owner_datacenter(&self, _session: SessionId) -> Option<String> {
+        None
+    }
+    /// Routes `session` to replica `owner` of `datacenter` (empty: unknown) from now on (taking
+    /// over a call another call-control replica anchored). In-process there is nothing to
+    /// route.
+    fn adopt(&self, _session: SessionId, _owner: &str, _datacenter: &str) {}
 }
 
 enum Command {

@@ -72,7 +72,10 @@ fn config(pairs: u16, idle_timeout: Duration) -> MediaConfig {
     }
 }
 
-/// A replica named `media_id` served on `bus`.
+/// The datacenter every test replica says it is in.
+const DATACENTER: &str = "dc-test";
+
+/// A replica named `media_id` served on `bus`, in [`DATACENTER`].
 async fn replica(
     bus: &Arc<dyn Bus>,
     media_id: &str,
@@ -80,9 +83,15 @@ async fn replica(
     idle_timeout: Duration,
 ) -> JoinHandle<()> {
     let (service, events) = media::start(config(pairs, idle_timeout)).unwrap();
-    serve(Arc::new(service), events, media_id, Arc::clone(bus))
-        .await
-        .unwrap()
+    serve(
+        Arc::new(service),
+        events,
+        media_id,
+        DATACENTER,
+        Arc::clone(bus),
+    )
+    .await
+    .unwrap()
 }
 
 async fn phone() -> UdpSocket {
@@ -126,8 +135,15 @@ async fn a_call_through_the_bus(fixture: Fixture) {
         .await
         .unwrap();
     assert_eq!(remote.media_id, "media-1");
+    // The allocation names the relay's datacenter: stored with the call, a survivor knows
+    // whether the relay went down with a lost datacenter (ADR 0020).
+    assert_eq!(remote.datacenter, DATACENTER);
     let allocation = remote.allocation;
     assert_eq!(client.owner(allocation.session).as_deref(), Some("media-1"));
+    assert_eq!(
+        client.owner_datacenter(allocation.session).as_deref(),
+        Some(DATACENTER)
+    );
     assert!(allocation.leg_a.ip().is_loopback());
     assert_eq!(allocation.leg_a.port() % 2, 0);
     assert_ne!(allocation.leg_a, allocation.leg_b);
@@ -198,7 +214,11 @@ async fn a_call_through_the_bus(fixture: Fixture) {
         Err(MediaError::UnknownSession(s)) if s == allocation.session
     ));
     // Routed to its replica, which no longer knows it.
-    client.adopt(allocation.session, "media-1");
+    client.adopt(allocation.session, "media-1", "dc-adopted");
+    assert_eq!(
+        client.owner_datacenter(allocation.session).as_deref(),
+        Some("dc-adopted")
+    );
     assert!(matches!(
         client.stats(allocation.session).await,
         Err(MediaError::UnknownSession(s)) if s == allocation.session
@@ -238,7 +258,7 @@ async fn no_replica_is_unavailable(fixture: Fixture) {
     );
     assert!(started.elapsed() < timeout_of + Duration::from_secs(1));
 
-    client.adopt(SessionId(7), "media-gone");
+    client.adopt(SessionId(7), "media-gone", "");
     let result = timeout(Duration::from_secs(3), client.release(SessionId(7)))
         .await
         .expect("the client gave up within its timeout");
@@ -422,7 +442,11 @@ async fn malformed_requests_are_refused(fixture: Fixture) {
 async fn serve_refuses_a_media_id_that_is_not_one_token() {
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(InProcessOptions::default()));
     let (service, events) = media::start(config(2, Duration::from_secs(60))).unwrap();
-    assert!(serve(Arc::new(service), events, "a.b", bus).await.is_err());
+    assert!(
+        serve(Arc::new(service), events, "a.b", "", bus)
+            .await
+            .is_err()
+    );
 }
 
 macro_rules! on_both_buses {

@@ -109,7 +109,7 @@ pub async fn run(options: RunOptions, out: &mut dyn std::io::Write) -> anyhow::R
                 ..Default::default()
             })
             .context("starting the media relay")?;
-            let server = media::bus::serve(Arc::new(relay), events, "all-in-one", bus.clone())
+            let server = media::bus::serve(Arc::new(relay), events, "all-in-one", "", bus.clone())
                 .await
                 .context("serving the media relay on the bus")?;
             let client = media::MediaClient::new(bus.clone(), Duration::from_secs(2));

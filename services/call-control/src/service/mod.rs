@@ -881,11 +881,7 @@ impl Service {
                     // Who holds the call, and where its relay is: what a failover moves.
                     call.owner_instance = self.config.instance.clone();
                     call.owner_datacenter = self.config.datacenter.clone();
-                    call.media_datacenter = self
-                        .media_alive
-                        .datacenter_of(&call.media_owner)
-                        .unwrap_or_default()
-                        .to_owned();
+                    self.fill_media_datacenter(&mut call);
                     let value = Bytes::from(call.encode_to_vec());
                     for id in &call_ids {
                         self.state.put(call_key(id), value.clone());

@@ -212,12 +212,7 @@ impl Service {
         }
         for (caller, mut stored) in calls {
             // What this replica heard of the relay fills in a datacenter the owner did not know.
-            if stored.snapshot.media_datacenter.is_empty()
-                && let Some(datacenter) =
-                    self.media_alive.datacenter_of(&stored.snapshot.media_owner)
-            {
-                stored.snapshot.media_datacenter = datacenter.to_owned();
-            }
+            self.fill_media_datacenter(&mut stored.snapshot);
             let me = Me {
                 instance: &self.config.instance,
                 datacenter: &self.config.datacenter,
@@ -235,6 +230,16 @@ impl Service {
         }
         if let Some(metrics) = &self.metrics {
             metrics.set_waiting(self.pending.len());
+        }
+    }
+
+    /// The relay's datacenter, for a call about to be stored: the allocation's reply named it
+    /// (set by the anchoring); a relay that did not say is looked up in its heartbeats.
+    pub(super) fn fill_media_datacenter(&self, call: &mut EstablishedCall) {
+        if call.media_datacenter.is_empty()
+            && let Some(datacenter) = self.media_alive.datacenter_of(&call.media_owner)
+        {
+            call.media_datacenter = datacenter.to_owned();
         }
     }
 
@@ -392,11 +397,7 @@ impl Service {
         if let Some(anchoring) = self.anchoring.as_ref() {
             anchoring.describe(caller, snapshot);
         }
-        snapshot.media_datacenter = self
-            .media_alive
-            .datacenter_of(&snapshot.media_owner)
-            .unwrap_or_default()
-            .to_owned();
+        self.fill_media_datacenter(snapshot);
         let value = Bytes::from(snapshot.encode_to_vec());
         for (key, _) in keys {
             self.state.put(key.clone(), value.clone());
