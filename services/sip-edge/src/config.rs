@@ -62,6 +62,8 @@ pub struct EdgeConfig {
     /// After the last transaction in flight is answered, how long the edge keeps absorbing
     /// retransmissions before it exits.
     pub drain_linger: Duration,
+    /// When new registrations are refused (503) because the engine is behind.
+    pub overload: crate::overload::OverloadConfig,
     /// The registry the edge registers and feeds its metrics in (`telemetry::SipMetrics`);
     /// `None` records nothing.
     pub metrics: Option<telemetry::Metrics>,
@@ -91,6 +93,7 @@ impl EdgeConfig {
             core_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(25),
             drain_linger: Duration::from_secs(1),
+            overload: crate::overload::OverloadConfig::default(),
             metrics: None,
         }
     }

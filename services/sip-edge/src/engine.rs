@@ -24,10 +24,11 @@ use crate::config::EdgeConfig;
 use crate::core_routing::CoreRouter;
 use crate::location::{LocationService, RegistrationContext};
 use crate::metrics::EdgeMetrics;
+use crate::overload::{Overload, Transition};
 use crate::protection::sync::BanPublisher;
 use crate::protection::{Admission, Protection};
 use crate::registrar::RegistrationOutcome;
-use crate::transport::{Received, TransportEvent, Transports};
+use crate::transport::{InboundReceiver, PROBE_BATCH, Received, TransportEvent, Transports};
 
 /// What tasks and other parts of the edge ask of the engine.
 #[derive(Debug)]
@@ -77,7 +78,7 @@ pub(crate) struct Engine {
     core: CoreRouter,
     commands: mpsc::Receiver<Command>,
     command_tx: mpsc::Sender<Command>,
-    events: mpsc::Receiver<TransportEvent>,
+    events: InboundReceiver,
     /// Locally decided bans, to the ban-sharing task.
     bans: BanPublisher,
     metrics: EdgeMetrics,
@@ -109,6 +110,8 @@ pub(crate) struct Engine {
     draining: Option<Instant>,
     /// When the last unanswered transaction was answered during a drain.
     quiet_since: Option<Instant>,
+    /// Whether the engine is behind: then new registration exchanges are refused.
+    overload: Overload,
 }
 
 impl std::fmt::Debug for Engine {
@@ -131,7 +134,7 @@ pub(crate) struct EngineParts {
     pub core: CoreRouter,
     pub commands: mpsc::Receiver<Command>,
     pub command_tx: mpsc::Sender<Command>,
-    pub events: mpsc::Receiver<TransportEvent>,
+    pub events: InboundReceiver,
     pub bans: BanPublisher,
     pub metrics: EdgeMetrics,
 }
@@ -141,6 +144,7 @@ impl Engine {
         let mut tx_config = parts.config.transactions.clone();
         tx_config.id_seed = rand::random();
         let results = spawn_result_publisher(parts.core.clone());
+        let overload = parts.config.overload;
         Engine {
             layer: TransactionLayer::new(tx_config, clock::monotonic()),
             config: parts.config,
@@ -165,6 +169,7 @@ impl Engine {
             next_handle: (rand::random::<u64>() >> 2) + 1,
             draining: None,
             quiet_since: None,
+            overload: Overload::new(overload),
         }
     }
 
@@ -191,18 +196,29 @@ impl Engine {
                 (Some(d), None) => wake.min(d + self.config.drain_timeout),
                 _ => wake,
             };
+            // OPTIONS first, a few (`transport::inbound`): a probe waits for one batch at most.
+            for _ in 0..PROBE_BATCH {
+                match self.events.probes.try_recv() {
+                    Ok(event) => self.on_transport_event(event),
+                    Err(_) => break,
+                }
+            }
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
                     None => return,
                 },
-                event = self.events.recv() => {
+                event = self.events.probes.recv() => {
                     let Some(event) = event else { return };
                     self.on_transport_event(event);
+                }
+                event = self.events.common.recv() => {
+                    let Some(event) = event else { return };
+                    self.on_common_event(event);
                     for _ in 1..EVENT_BATCH {
-                        match self.events.try_recv() {
-                            Ok(event) => self.on_transport_event(event),
+                        match self.events.common.try_recv() {
+                            Ok(event) => self.on_common_event(event),
                             Err(_) => break,
                         }
                     }
@@ -317,6 +333,15 @@ impl Engine {
         }
     }
 
+    /// An event from the common queue: its wait says whether the engine is behind (those
+    /// from the OPTIONS lane skip the queue, so their wait says nothing).
+    fn on_common_event(&mut self, event: TransportEvent) {
+        if let TransportEvent::Received(received) = &event {
+            self.note_wait(received.received_at);
+        }
+        self.on_transport_event(event);
+    }
+
     fn on_received(&mut self, received: Received) {
         let admission = {
             let mut protection = self
@@ -341,6 +366,26 @@ impl Engine {
                 data: received.data,
             },
         );
+    }
+
+    /// How long the datagram just taken waited, and how many wait behind it: whether the
+    /// engine is behind (`overload`).
+    fn note_wait(&mut self, received_at: Instant) {
+        let waited = clock::monotonic().saturating_duration_since(received_at);
+        match self.overload.observe(waited, self.events.common.len()) {
+            Some(Transition::Started { waited, backlog }) => tracing::warn!(
+                edge = %self.config.edge_id,
+                waited_ms = waited.as_millis(),
+                backlog,
+                "behind: refusing new registrations (503) until caught up"
+            ),
+            Some(Transition::Stopped { shed }) => tracing::info!(
+                edge = %self.config.edge_id,
+                shed,
+                "caught up: taking new registrations again"
+            ),
+            None => {}
+        }
     }
 
     fn on_layer_event(&mut self, event: Event) {
@@ -464,6 +509,20 @@ impl Engine {
             return;
         }
         match request.method {
+            Method::Register if self.overload.shedding() && !has_credentials(&request) => {
+                // Behind: a new exchange would wait behind the backlog and add to it. Those
+                // under way (credentials given) go on.
+                let retry_after = self.overload.shed(rand::random::<f64>());
+                let mut response = build_response(
+                    &request,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(&crate::tags::new_tag()),
+                );
+                response
+                    .headers
+                    .push(HeaderName::RetryAfter, retry_after.to_string());
+                self.respond_register(&key, response, RegistrationOutcome::Overloaded);
+            }
             Method::Register => self.on_register(key, request, source, transport),
             Method::Options if is_for_the_edge(&request) => {
                 let mut response =
@@ -999,6 +1058,15 @@ fn to_tag(response: &Response) -> Option<String> {
         .ok()
         .flatten()
         .and_then(|to| to.params.get("tag").flatten().map(str::to_owned))
+}
+
+/// Whether a request carries credentials (an exchange under way, not a new one).
+fn has_credentials(request: &Request) -> bool {
+    request.headers.get(&HeaderName::Authorization).is_some()
+        || request
+            .headers
+            .get(&HeaderName::ProxyAuthorization)
+            .is_some()
 }
 
 fn is_for_the_edge(request: &Request) -> bool {

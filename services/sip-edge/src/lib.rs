@@ -16,7 +16,8 @@
 //! directory), `registrar` (the location update; bindings live in the `location` crate),
 //! `protection/` (rate limits, bans, scanners, lockouts), `core_routing` (the bus to
 //! call-control), `nat_keepalive` (pings to phones behind NAT), `metrics` (what the edge
-//! counts, in the catalogue's terms), `service` (wiring, drain).
+//! counts, in the catalogue's terms), `overload` (shedding new registrations when the engine
+//! falls behind), `service` (wiring, drain).
 
 pub mod auth;
 pub mod clock;
@@ -28,6 +29,7 @@ mod metrics;
 /// under its old path.
 pub use location;
 pub mod nat_keepalive;
+pub mod overload;
 pub mod protection;
 pub mod registrar;
 pub mod service;

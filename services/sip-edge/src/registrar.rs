@@ -38,6 +38,9 @@ pub enum RegistrationOutcome {
     StoreError,
     /// 503: the edge is draining.
     Draining,
+    /// 503: the edge is behind and refuses new registration exchanges for a while
+    /// (`overload`).
+    Overloaded,
 }
 
 impl RegistrationOutcome {
@@ -50,7 +53,9 @@ impl RegistrationOutcome {
             | RegistrationOutcome::Forbidden
             | RegistrationOutcome::IntervalTooBrief
             | RegistrationOutcome::BadRequest => UserFailure,
-            RegistrationOutcome::StoreError | RegistrationOutcome::Draining => SystemFailure,
+            RegistrationOutcome::StoreError
+            | RegistrationOutcome::Draining
+            | RegistrationOutcome::Overloaded => SystemFailure,
         }
     }
 
@@ -65,6 +70,7 @@ impl RegistrationOutcome {
             RegistrationOutcome::BadRequest => "bad_request",
             RegistrationOutcome::StoreError => "store_error",
             RegistrationOutcome::Draining => "draining",
+            RegistrationOutcome::Overloaded => "overloaded",
         }
     }
 }

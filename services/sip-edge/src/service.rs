@@ -128,7 +128,7 @@ pub async fn start(
     .await?;
     let (command_tx, commands) = mpsc::channel(INBOUND_QUEUE);
     let subscriptions = subscribe(&config.edge_id, &bus, &command_tx).await?;
-    let (event_tx, events) = mpsc::channel(INBOUND_QUEUE);
+    let (event_tx, events) = crate::transport::inbound(INBOUND_QUEUE);
     let tls = match &config.tls {
         Some(files) => {
             let acceptor = crate::transport::load_tls_acceptor(&files.certificate, &files.key)?;
@@ -169,7 +169,7 @@ fn start_with(
     bus: Arc<dyn Bus>,
     command_tx: mpsc::Sender<Command>,
     commands: mpsc::Receiver<Command>,
-    events: mpsc::Receiver<crate::transport::TransportEvent>,
+    events: crate::transport::InboundReceiver,
     subscriptions: Vec<JoinHandle<()>>,
     metrics: EdgeMetrics,
 ) -> Result<EdgeHandle, StartError> {

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::{ConnectionHandle, Received, TransportEvent, TransportKind, Transports};
+use super::{ConnectionHandle, Received, TransportKind, Transports};
 
 /// Bounds on connections, so that a scanner opening sockets cannot exhaust the edge.
 #[derive(Debug, Clone, Copy)]
@@ -182,13 +182,14 @@ async fn run<S>(
         while let Some(frame) = framer.next_raw() {
             match frame {
                 Ok(RawFrame::Message(bytes)) => {
-                    let event = TransportEvent::Received(Received {
+                    let received = Received {
                         transport: transport.clone(),
                         source: peer,
                         local,
                         data: Bytes::from(bytes),
-                    });
-                    if transports.events.send(event).await.is_err() {
+                        received_at: crate::clock::monotonic(),
+                    };
+                    if transports.events.received(received).await.is_err() {
                         break 'read;
                     }
                 }

@@ -6,6 +6,7 @@
 //! layer parses (and answers unparseable requests) the same way for every transport.
 
 mod connection;
+mod inbound;
 mod listen;
 mod tls;
 mod udp;
@@ -21,6 +22,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use connection::ConnectionLimits;
+pub(crate) use inbound::PROBE_BATCH;
+pub use inbound::{InboundReceiver, InboundSender, inbound};
 pub use listen::{ListenSpec, ListenSpecError};
 pub use tls::{TlsError, certificate_not_after, load_tls_acceptor};
 
@@ -46,6 +49,9 @@ pub struct Received {
     /// Our address it arrived on.
     pub local: SocketAddr,
     pub data: Bytes,
+    /// When the transport read it (monotonic): how long it then waits for the engine tells
+    /// whether the edge is behind (`overload`).
+    pub received_at: std::time::Instant,
 }
 
 /// Why the transports could not start.
@@ -90,7 +96,7 @@ struct Shared {
 pub struct Transports {
     udp: Arc<Vec<(SocketAddr, Arc<tokio::net::UdpSocket>)>>,
     shared: Arc<Shared>,
-    events: mpsc::Sender<TransportEvent>,
+    events: InboundSender,
     limits: ConnectionLimits,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     listeners: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -106,7 +112,7 @@ impl Transports {
         specs: &[ListenSpec],
         tls: Option<tokio_rustls::TlsAcceptor>,
         limits: ConnectionLimits,
-        events: mpsc::Sender<TransportEvent>,
+        events: InboundSender,
     ) -> Result<Transports, TransportError> {
         let shared = Arc::new(Shared::default());
         let mut udp = Vec::new();
@@ -313,7 +319,7 @@ impl Transports {
     }
 
     fn report_failure(&self, transport: Transport, destination: SocketAddr) {
-        let _ = self.events.try_send(TransportEvent::SendFailed {
+        self.events.try_send(TransportEvent::SendFailed {
             transport,
             destination,
         });

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use sip_msg::Transport;
 use tokio::net::UdpSocket;
 
-use super::{Received, TransportEvent, Transports};
+use super::{Received, Transports};
 
 /// Largest datagram read (the IPv4 maximum; SIP over UDP stays far below).
 const MAX_DATAGRAM: usize = 65_535;
@@ -51,13 +51,14 @@ pub(super) async fn receive_loop(
             continue;
         }
         transports.remember_udp_peer(source, index);
-        let event = TransportEvent::Received(Received {
+        let received = Received {
             transport: Transport::Udp,
             source,
             local,
             data: Bytes::copy_from_slice(data),
-        });
-        if transports.events.send(event).await.is_err() {
+            received_at: crate::clock::monotonic(),
+        };
+        if transports.events.received(received).await.is_err() {
             return;
         }
     }
