@@ -279,20 +279,32 @@ impl Anchoring {
         ))
     }
 
-    /// The call ended: release its relay session.
     /// Forgets a call another replica ended (and whose relay session it released).
     pub(crate) fn forget(&mut self, caller_call_id: &str) {
         self.sides.retain(|_, (caller, _)| caller != caller_call_id);
         self.anchors.remove(caller_call_id);
     }
 
-    pub(crate) async fn release(&mut self, caller_call_id: &str) {
+    /// The call ended: release its relay session, on a task of its own. The release is a
+    /// round trip to the relay, which may be in the other datacenter; awaited here it held the
+    /// service loop, and every request behind it, for that long per ended call (ten hang-ups
+    /// at once across a 150 ms link: the last BYE answered after 3 s, and its phone moved to
+    /// its backup). Nothing waits for its answer: the final counters are only logged.
+    pub(crate) fn release(&mut self, caller_call_id: &str) {
         self.sides.retain(|_, (caller, _)| caller != caller_call_id);
         if let Some(anchor) = self.anchors.remove(caller_call_id) {
-            match self.media.release(anchor.session).await {
-                Ok(stats) => tracing::debug!(%caller_call_id, ?stats, "relay session released"),
-                Err(e) => tracing::warn!(%caller_call_id, error = %e, "relay session not released"),
-            }
+            let media = self.media.clone();
+            let caller_call_id = caller_call_id.to_owned();
+            tokio::spawn(async move {
+                match media.release(anchor.session).await {
+                    Ok(stats) => {
+                        tracing::debug!(%caller_call_id, ?stats, "relay session released");
+                    }
+                    Err(e) => {
+                        tracing::warn!(%caller_call_id, error = %e, "relay session not released");
+                    }
+                }
+            });
         }
     }
 }

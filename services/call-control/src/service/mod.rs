@@ -1002,7 +1002,7 @@ impl Service {
                     response.body = body;
                 }
             }
-            Action::Ended(record) => anchoring.release(&record.call_id).await,
+            Action::Ended(record) => anchoring.release(&record.call_id),
             _ => {}
         }
     }
