@@ -65,3 +65,14 @@ pub fn init_test_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// Logs of the harness's binaries (`cq-e2e-ha`, `cq-delay`): to stderr, `RUST_LOG` or `info`.
+pub fn init_binary_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -419,6 +419,22 @@ struct CallState {
     rtp_task: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl CallState {
+    /// A request in our INVITE's transaction (RFC 3261 §9.1, §17.1.1.3): its Request-URI, Via
+    /// and CSeq number, with `method` and the To header `to`.
+    fn in_invite_transaction(&self, method: &str, to: &str) -> String {
+        format!(
+            "{method} {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\n\
+             To: {to}\r\nCall-ID: {id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            target = self.remote_target,
+            via = self.invite_via,
+            from = self.from,
+            id = self.id,
+            cseq = self.cseq,
+        )
+    }
+}
+
 impl Drop for CallState {
     fn drop(&mut self) {
         if let Some(task) = &self.rtp_task {
@@ -822,16 +838,7 @@ impl FleetPhone {
         let Some(call) = self.call.as_ref() else {
             return;
         };
-        let text = format!(
-            "CANCEL {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\n\
-             To: {to}\r\nCall-ID: {id}\r\nCSeq: {cseq} CANCEL\r\nContent-Length: 0\r\n\r\n",
-            target = call.remote_target,
-            via = call.invite_via,
-            from = call.from,
-            to = call.to,
-            id = call.id,
-            cseq = call.cseq,
-        );
+        let text = call.in_invite_transaction("CANCEL", &call.to);
         let server = self.server();
         self.send_to(&text, server).await;
     }
@@ -1241,16 +1248,8 @@ impl FleetPhone {
         }
         if status >= 300 {
             // ACK the failure hop by hop, in the INVITE's transaction.
-            let text = format!(
-                "ACK {target} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\n\
-                 To: {to}\r\nCall-ID: {id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
-                target = call.remote_target,
-                via = call.invite_via,
-                from = call.from,
-                to = response.headers.get(&HeaderName::To).unwrap_or_default(),
-                id = call.id,
-                cseq = call.cseq,
-            );
+            let to = response.headers.get(&HeaderName::To).unwrap_or_default();
+            let text = call.in_invite_transaction("ACK", to);
             let server = self.server();
             self.send_to(&text, server).await;
         }

@@ -118,13 +118,7 @@ struct Leg {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    calanque_e2e::init_binary_logs();
     let args = Args::parse();
     // Blocked before any thread starts (threads inherit the mask): the signals wait for the
     // main thread's sigwait, and no read or sleep is interrupted.
