@@ -102,7 +102,8 @@ impl EtcdStore {
         if use_tls {
             options = options.with_tls(tls::options(&config.tls)?);
         }
-        // A member gets a third of the request's time before it goes to the next.
+        // A member gets a third of the request's time before it goes to the next; the last one
+        // asked (the only one, with one endpoint) gets all that is left.
         let attempt_timeout = (config.request_timeout / 3).max(Duration::from_millis(500));
         let members = tokio::time::timeout(
             config.connect_timeout,

@@ -51,3 +51,53 @@ async fn every_request_succeeds_with_a_member_refusing_connections() {
         .unwrap();
     assert!(event.is_some());
 }
+
+/// With a single member there is nobody else to ask: a slow answer gets the whole request
+/// timeout, not the share a member gets before the next is tried (a big write on a loaded
+/// machine answered 503 after a third of its time). etcd is paused (SIGSTOP) for 1.4 s under a
+/// put with a 3 s timeout (1 s per member when there are several).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_member_gets_the_whole_timeout() {
+    let server = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut config = EtcdConfig::new([server.endpoint()]);
+    config.request_timeout = Duration::from_secs(3);
+    let store = EtcdStore::connect(&config).await.unwrap();
+    store
+        .put("single/warm", Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+
+    let pid = server.pid().expect("etcd runs").to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, pid.as_str()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let resume = {
+        let pid = pid.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1_400));
+            std::process::Command::new("kill")
+                .args(["-CONT", pid.as_str()])
+                .status()
+                .unwrap()
+        })
+    };
+    let started = tokio::time::Instant::now();
+    let written = store
+        .put("single/slow", Bytes::from_static(b"v"), None)
+        .await;
+    let took = started.elapsed();
+    assert!(resume.join().unwrap().success(), "etcd resumed");
+    written.unwrap_or_else(|e| panic!("a put answered after {took:?} failed: {e}"));
+    assert!(
+        took >= Duration::from_millis(1_300),
+        "etcd was paused: {took:?}"
+    );
+}

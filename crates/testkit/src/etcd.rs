@@ -215,6 +215,11 @@ impl EtcdServer {
         self.spawn()
     }
 
+    /// The etcd process's id while it runs (to pause it with SIGSTOP, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(|process| process.pid())
+    }
+
     /// True while the process started by the last start or restart runs.
     pub fn is_running(&self) -> bool {
         self.process.is_some()
