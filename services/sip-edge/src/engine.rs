@@ -176,6 +176,16 @@ impl Engine {
     /// Runs until drained (or until every transport and command sender is gone).
     pub(crate) async fn run(mut self) {
         loop {
+            // OPTIONS first, a few (`transport::inbound`): a probe waits for one batch at most.
+            // Before the flush, so their answers go out now and their timers count in `wake`
+            // (taken after it, an answer waited for the next event: an idle edge left a probe
+            // unanswered).
+            for _ in 0..PROBE_BATCH {
+                match self.events.probes.try_recv() {
+                    Ok(event) => self.on_transport_event(event),
+                    Err(_) => break,
+                }
+            }
             let mut wake = self.flush();
             if self.metrics.is_enabled() {
                 // At most once per interval: the engine wakes per datagram under load, and
@@ -196,13 +206,6 @@ impl Engine {
                 (Some(d), None) => wake.min(d + self.config.drain_timeout),
                 _ => wake,
             };
-            // OPTIONS first, a few (`transport::inbound`): a probe waits for one batch at most.
-            for _ in 0..PROBE_BATCH {
-                match self.events.probes.try_recv() {
-                    Ok(event) => self.on_transport_event(event),
-                    Err(_) => break,
-                }
-            }
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
