@@ -294,7 +294,22 @@ struct DirectoryProcess {
 }
 
 impl DirectoryProcess {
+    /// Starts the directory on free ports; again on others when one was taken between being
+    /// picked and bound (tests run in parallel: another process can take a "free" port).
     fn start(dir: &Path) -> DirectoryProcess {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            match DirectoryProcess::start_once(dir) {
+                Ok(process) => return process,
+                Err(log) if attempt < ATTEMPTS && log.contains("Address already in use") => {}
+                Err(log) => panic!("calanque-directory exited: {log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One start: `Err` with the log when the process exits before listening.
+    fn start_once(dir: &Path) -> Result<DirectoryProcess, String> {
         let rest = SocketAddr::from(([127, 0, 0, 1], testkit::process::free_port()));
         let grpc = SocketAddr::from(([127, 0, 0, 1], testkit::process::free_port()));
         let log = dir.join("directory.log");
@@ -318,13 +333,10 @@ impl DirectoryProcess {
         let step = Duration::from_millis(50);
         for _ in 0..(START_WAIT.as_millis() / step.as_millis()) {
             if TcpStream::connect_timeout(&rest, step).is_ok() {
-                return process;
+                return Ok(process);
             }
             if let Ok(Some(status)) = process.child.try_wait() {
-                panic!(
-                    "calanque-directory exited ({status}): {}",
-                    process.log_text()
-                );
+                return Err(format!("({status}) {}", process.log_text()));
             }
             std::thread::sleep(step);
         }
