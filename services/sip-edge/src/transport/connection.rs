@@ -11,8 +11,8 @@ use sip_core::Transmit;
 use sip_msg::{RawFrame, StreamFramer, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
+use super::send_queue::send_queue;
 use super::{ConnectionHandle, Received, TransportKind, Transports};
 
 /// Bounds on connections, so that a scanner opening sockets cannot exhaust the edge.
@@ -25,8 +25,12 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// How long a TLS handshake may take.
     pub handshake_timeout: Duration,
-    /// Messages queued for one connection before sends to it fail.
+    /// Messages queued for one connection beyond which its reader takes no further request
+    /// from the peer until the peer has read (flow control, `transport::send_queue`).
     pub queue: usize,
+    /// Bytes queued for one connection beyond which sends to it fail: a peer that reads
+    /// nothing while the edge keeps sending.
+    pub max_queued_bytes: usize,
     /// After the peer closes or breaks the framing, how long answers to requests already read
     /// can still go out on the connection.
     pub close_grace: Duration,
@@ -39,6 +43,7 @@ impl Default for ConnectionLimits {
             idle_timeout: Duration::from_secs(600),
             handshake_timeout: Duration::from_secs(10),
             queue: 256,
+            max_queued_bytes: 4 * 1024 * 1024,
             close_grace: Duration::from_secs(5),
         }
     }
@@ -140,7 +145,7 @@ async fn run<S>(
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel::<Bytes>(transports.limits.queue);
+    let (tx, mut rx) = send_queue(transports.limits.queue, transports.limits.max_queued_bytes);
     let key = (kind, peer);
     let registered = transports.register_connection(
         key,
@@ -159,7 +164,7 @@ async fn run<S>(
         TransportKind::Tls => Transport::Tls,
     };
     if let Some(first) = first {
-        let _ = tx.try_send(first);
+        let _ = tx.push(first);
     }
     let (mut reader, mut writer) = tokio::io::split(stream);
     let writer_task = tokio::spawn(async move {
@@ -182,6 +187,10 @@ async fn run<S>(
         while let Some(frame) = framer.next_raw() {
             match frame {
                 Ok(RawFrame::Message(bytes)) => {
+                    if !tx.room_for_answers(idle).await {
+                        tracing::debug!(%peer, "closing connection: its answers are not read");
+                        break 'read;
+                    }
                     let received = Received {
                         transport: transport.clone(),
                         source: peer,
@@ -194,7 +203,7 @@ async fn run<S>(
                     }
                 }
                 Ok(RawFrame::Ping) => {
-                    let _ = tx.try_send(Bytes::from_static(b"\r\n"));
+                    let _ = tx.push(Bytes::from_static(b"\r\n"));
                 }
                 Ok(RawFrame::Pong) => {}
                 Err(e) => {
@@ -214,6 +223,13 @@ async fn run<S>(
     }
     transports.unregister_connection(key, id);
     drop(tx);
-    // Let queued responses go out before the write half closes.
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
+    // Let queued responses go out before the write half closes; a peer that reads nothing
+    // would hold the writer (and the socket) for ever.
+    let abort = writer_task.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), writer_task)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }

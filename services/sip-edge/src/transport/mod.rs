@@ -8,6 +8,7 @@
 mod connection;
 mod inbound;
 mod listen;
+mod send_queue;
 mod tls;
 mod udp;
 
@@ -18,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use sip_core::Transmit;
 use sip_msg::Transport;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use connection::ConnectionLimits;
@@ -71,7 +71,7 @@ pub enum TransportError {
 struct ConnectionHandle {
     id: u64,
     local: SocketAddr,
-    outgoing: mpsc::Sender<Bytes>,
+    outgoing: send_queue::SendQueue,
 }
 
 type ConnectionKey = (TransportKind, SocketAddr);
@@ -304,7 +304,7 @@ impl Transports {
             .and_then(|c| c.get(&(kind, transmit.destination)).cloned());
         match handle {
             Some(handle) => {
-                if handle.outgoing.try_send(transmit.contents).is_err() {
+                if handle.outgoing.push(transmit.contents).is_err() {
                     self.report_failure(transmit.transport, transmit.destination);
                 }
             }
