@@ -23,13 +23,16 @@ spec:
         topology.kubernetes.io/zone: dc-a
       sipAddresses: ["192.0.2.10"]
       mediaAddress: 192.0.2.20
+      natsUrls: ["nats://nats-a.calanque:4222"]
     - name: dc-b
       role: serving
       nodeSelector: {topology.kubernetes.io/zone: dc-b}
       sipAddresses: ["198.51.100.10"]
+      natsUrls: ["nats://nats-b.calanque:4222"]
     - name: witness
       role: witness
       nodeSelector: {topology.kubernetes.io/zone: witness}
+      natsUrls: ["nats://nats-w.calanque:4222"]
   replicas:
     edge: 2
     callControl: 2

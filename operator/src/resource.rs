@@ -111,6 +111,12 @@ pub struct Datacenter {
     /// Address the media relays advertise in SDP (an IP address); else each relay's node's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_address: Option<String>,
+    /// This datacenter's own NATS servers, among `nats.urls`: its pods list them first, so that
+    /// they stay on a server of their own datacenter and a cut between the datacenters does
+    /// not take their bus (ADR 0022). Empty: `nats.urls` in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub nats_urls: Vec<String>,
 }
 
 /// What a datacenter runs.
@@ -536,6 +542,17 @@ pub enum ValidationError {
     /// A detection time of 0.
     #[error("failover.detectionSeconds must be at least 1")]
     DetectionSeconds,
+    /// A datacenter's own NATS server that `nats.urls` does not list.
+    #[error("datacenter {datacenter:?}: natsUrls lists {url:?}, which nats.urls does not")]
+    UnknownNatsUrl {
+        /// The datacenter.
+        datacenter: String,
+        /// The URL.
+        url: String,
+    },
+    /// One NATS server claimed by two datacenters.
+    #[error("NATS server {0:?} is in the natsUrls of more than one datacenter")]
+    SharedNatsUrl(String),
 }
 
 /// The names of the two serving datacenters (in spec order) and of the witness, if any.
@@ -543,6 +560,22 @@ pub fn serving_datacenters(spec: &PbxClusterSpec) -> impl Iterator<Item = &Datac
     spec.datacenters
         .iter()
         .filter(|dc| dc.role == DatacenterRole::Serving)
+}
+
+/// `nats.urls` in the order `dc`'s pods use them: the datacenter's own servers first, then the
+/// others as given (ADR 0022).
+pub fn nats_urls_for(spec: &PbxClusterSpec, dc: &Datacenter) -> Vec<String> {
+    let own = spec
+        .nats
+        .urls
+        .iter()
+        .filter(|url| dc.nats_urls.contains(url));
+    let others = spec
+        .nats
+        .urls
+        .iter()
+        .filter(|url| !dc.nats_urls.contains(url));
+    own.chain(others).cloned().collect()
 }
 
 /// The longest per-datacenter object name suffix the operator builds (`-call-control`).
@@ -630,6 +663,20 @@ fn validate_spec(cluster: &str, spec: &PbxClusterSpec) -> Result<(), ValidationE
     }
     if spec.etcd.endpoints.is_empty() {
         return Err(ValidationError::NoEndpoints("etcd.endpoints"));
+    }
+    let mut claimed = BTreeSet::new();
+    for dc in &spec.datacenters {
+        for url in &dc.nats_urls {
+            if !spec.nats.urls.contains(url) {
+                return Err(ValidationError::UnknownNatsUrl {
+                    datacenter: dc.name.clone(),
+                    url: url.clone(),
+                });
+            }
+            if !claimed.insert(url.as_str()) {
+                return Err(ValidationError::SharedNatsUrl(url.clone()));
+            }
+        }
     }
     for (field, port) in [
         ("sip.udpPort", Some(spec.sip.udp_port)),
@@ -830,6 +877,23 @@ mod tests {
                 "no NATS",
                 |c| c.spec.nats.urls.clear(),
                 ValidationError::NoEndpoints("nats.urls"),
+            ),
+            (
+                "a datacenter's NATS server not among nats.urls",
+                |c| c.spec.datacenters[0].nats_urls = vec!["nats://elsewhere:4222".into()],
+                ValidationError::UnknownNatsUrl {
+                    datacenter: "dc-a".into(),
+                    url: "nats://elsewhere:4222".into(),
+                },
+            ),
+            (
+                "one NATS server in two datacenters",
+                |c| {
+                    let url = c.spec.nats.urls[0].clone();
+                    c.spec.datacenters[0].nats_urls = vec![url.clone()];
+                    c.spec.datacenters[1].nats_urls = vec![url];
+                },
+                ValidationError::SharedNatsUrl("nats://nats-a.calanque:4222".into()),
             ),
             (
                 "no etcd",

@@ -871,8 +871,7 @@ def expected_failover(values: Obj) -> list[tuple[str, Obj, list[tuple[str, str |
         targets.append(f"{dc['name']}=" + ",".join([f"sip:{host}:{spec['sip']['udpPort']}", *urls]))
     endpoints, _ = expected_etcd(values)
     args: list[tuple[str, str | None]] = [("--instance", "$(POD_NAME)"), ("--etcd", ",".join(endpoints))]
-    if spec["nats"].get("urls"):
-        args.append(("--nats", ",".join(spec["nats"]["urls"])))
+    nats_at = 2  # where --nats goes, when the PbxCluster has NATS URLs
     args += [("--datacenter", target) for target in targets]
     if f.get("witnessUrl"):
         args.append(("--witness", f["witnessUrl"]))
@@ -891,9 +890,19 @@ def expected_failover(values: Obj) -> list[tuple[str, Obj, list[tuple[str, str |
         ("--log-format", f["logFormat"]),
     ]
     # Every serving datacenter, then the witness when failover.atWitness: same arguments, the
-    # witness's instances probe the serving datacenters too (their view breaks ties).
+    # witness's instances probe the serving datacenters too (their view breaks ties), except
+    # that each lists its own datacenter's NATS servers first (ADR 0022).
     places = [dc for dc in spec["datacenters"] if dc["role"] == "serving" or (dc["role"] == "witness" and f["atWitness"])]
-    return [(dc["name"], dc.get("nodeSelector") or {}, args) for dc in places]
+    expected = []
+    for dc in places:
+        place_args = list(args)
+        urls = spec["nats"].get("urls") or []
+        if urls:
+            own = dc.get("natsUrls") or []
+            ordered = [u for u in urls if u in own] + [u for u in urls if u not in own]
+            place_args.insert(nats_at, ("--nats", ",".join(ordered)))
+        expected.append((dc["name"], dc.get("nodeSelector") or {}, place_args))
+    return expected
 
 
 def parse_flags(args: list[str]) -> list[tuple[str, str | None]]:
@@ -1616,6 +1625,28 @@ def self_test() -> Errors:
         renders(mutated(example_vals, lambda v: v["pbxCluster"]["spec"]["sip"].update(tlsPort=0))),
     )
     expect(
+        "values: a datacenter's NATS server missing from nats.urls fails the render",
+        renders(example_vals),
+        renders(
+            mutated(
+                example_vals,
+                lambda v: v["pbxCluster"]["spec"]["datacenters"][1].update(natsUrls=["nats://elsewhere:4222"]),
+            )
+        ),
+    )
+    expect(
+        "values: one NATS server in two datacenters' natsUrls fails the render",
+        renders(example_vals),
+        renders(
+            mutated(
+                example_vals,
+                lambda v: v["pbxCluster"]["spec"]["datacenters"][1].update(
+                    natsUrls=v["pbxCluster"]["spec"]["datacenters"][0]["natsUrls"]
+                ),
+            )
+        ),
+    )
+    expect(
         "values: an RTP range that ends before it starts fails the render",
         renders(example_vals),
         renders(
@@ -1909,6 +1940,16 @@ def self_test() -> Errors:
         failover_broken(
             lambda d: failover_container(d).update(
                 args=["--instance=failover" if a.startswith("--instance") else a for a in failover_container(d)["args"]]
+            )
+        ),
+    )
+    given_nats = ",".join(example_vals["pbxCluster"]["spec"]["nats"]["urls"])
+    expect(
+        "policy: failover controllers all given the NATS servers in one order (not their own first) are rejected",
+        lambda: policy_errors(example, example_vals),
+        failover_broken(
+            lambda d: failover_container(d).update(
+                args=[f"--nats={given_nats}" if a.startswith("--nats=") else a for a in failover_container(d)["args"]]
             )
         ),
     )

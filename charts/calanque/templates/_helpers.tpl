@@ -213,7 +213,7 @@ chart creates describes the serving datacenters it watches (pbxCluster.create).
 {{- end }}
 
 {{/*
-Where failover Deployments run, as JSON {"items": [{"name", "nodeSelector", "role"}]}: every
+Where failover Deployments run, as JSON {"items": [{"name", "nodeSelector", "role", "natsUrls"}]}: every
 serving datacenter, then the witness datacenters when failover.atWitness is set. A controller
 at the witness gives the third opinion that breaks a tie between the datacenters (ADR 0018).
 */}}
@@ -221,7 +221,17 @@ at the witness gives the third opinion that breaks a tie between the datacenters
 {{- $items := list }}
 {{- range $dc := .Values.pbxCluster.spec.datacenters }}
 {{- if or (eq $dc.role "serving") (and (eq $dc.role "witness") $.Values.failover.atWitness) }}
-{{- $items = append $items (dict "name" $dc.name "nodeSelector" ($dc.nodeSelector | default dict) "role" $dc.role) }}
+{{- /* NATS servers: the place's own (its natsUrls) first, then the others as listed (ADR 0022). */}}
+{{- $own := list }}
+{{- $others := list }}
+{{- range $url := ($.Values.pbxCluster.spec.nats.urls | default list) }}
+{{- if has $url ($dc.natsUrls | default list) }}
+{{- $own = append $own $url }}
+{{- else }}
+{{- $others = append $others $url }}
+{{- end }}
+{{- end }}
+{{- $items = append $items (dict "name" $dc.name "nodeSelector" ($dc.nodeSelector | default dict) "role" $dc.role "natsUrls" (concat $own $others)) }}
 {{- end }}
 {{- end }}
 {{- dict "items" $items | toJson }}

@@ -114,8 +114,11 @@ fn every_object_is_owned_labelled_and_namespaced() {
 #[test]
 fn deployments_run_each_binary_with_the_flags_from_the_spec() {
     let etcd = "--etcd=https://etcd-a.calanque:2379,https://etcd-b.calanque:2379,https://etcd-w.calanque:2379";
+    // Each datacenter's own NATS server first (its `natsUrls`), then the others as listed.
     let nats =
         "nats://nats-a.calanque:4222,nats://nats-b.calanque:4222,nats://nats-w.calanque:4222";
+    let nats_b =
+        "nats://nats-b.calanque:4222,nats://nats-a.calanque:4222,nats://nats-w.calanque:4222";
     let etcd_tls = [
         "--etcd-ca-file=/etc/calanque/tls/etcd/ca.crt",
         "--etcd-cert-file=/etc/calanque/tls/etcd/tls.crt",
@@ -161,7 +164,7 @@ fn deployments_run_each_binary_with_the_flags_from_the_spec() {
                 "--instance=$(POD_NAME)".into(),
                 "--datacenter=dc-b".into(),
                 etcd.into(),
-                format!("--nats={nats}"),
+                format!("--nats={nats_b}"),
                 "--media-relay".into(),
                 "--telemetry-listen=0.0.0.0:9090".into(),
                 "--log-format=json".into(),
@@ -190,7 +193,7 @@ fn deployments_run_each_binary_with_the_flags_from_the_spec() {
             vec![
                 "--media-id=$(POD_NAME)".into(),
                 "--datacenter=dc-b".into(),
-                format!("--nats={nats}"),
+                format!("--nats={nats_b}"),
                 "--listen-ip=$(HOST_IP)".into(),
                 "--ports=16384-32767".into(),
                 "--telemetry-listen=0.0.0.0:9090".into(),
@@ -743,4 +746,22 @@ fn a_cluster_not_read_from_the_api_server_has_no_owner() {
         desired_objects(&orphan, &placement),
         Err(DesiredError::Metadata("namespace"))
     );
+}
+
+/// Without `natsUrls`, every datacenter's pods get `nats.urls` in the order given.
+#[test]
+fn without_own_nats_servers_the_order_given_is_kept() {
+    let mut cluster = cluster();
+    for dc in &mut cluster.spec.datacenters {
+        dc.nats_urls.clear();
+    }
+    let given = cluster.spec.nats.urls.join(",");
+    let objects = objects_for(&cluster, &healthy_snapshot());
+    for name in ["city-dc-a-call-control", "city-dc-b-call-control"] {
+        let args = container(&deployment(&objects, name)).args.clone().unwrap();
+        assert!(
+            args.contains(&format!("--nats={given}")),
+            "{name}: {args:?}"
+        );
+    }
 }

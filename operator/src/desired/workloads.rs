@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Component, Owner, TELEMETRY_PORT, object_name};
-use crate::resource::{Datacenter, PbxClusterSpec};
+use crate::resource::{Datacenter, PbxClusterSpec, nats_urls_for};
 
 /// The unprivileged user and group every container runs as.
 pub const RUN_AS: i64 = 65532;
@@ -73,7 +73,8 @@ fn resources(component: Component) -> ResourceRequirements {
 
 /// The container's flags, from the spec (the binaries' own flag names).
 fn args(spec: &PbxClusterSpec, dc: &Datacenter, component: Component) -> Vec<String> {
-    let nats = spec.nats.urls.join(",");
+    // The datacenter's own NATS servers first (ADR 0022).
+    let nats = nats_urls_for(spec, dc).join(",");
     let etcd = spec.etcd.endpoints.join(",");
     let mut args = match component {
         Component::Edge => {
