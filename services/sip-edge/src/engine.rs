@@ -374,8 +374,9 @@ impl Engine {
     /// How long the datagram just taken waited, and how many wait behind it: whether the
     /// engine is behind (`overload`).
     fn note_wait(&mut self, received_at: Instant) {
-        let waited = clock::monotonic().saturating_duration_since(received_at);
-        match self.overload.observe(waited, self.events.common.len()) {
+        let now = clock::monotonic();
+        let waited = now.saturating_duration_since(received_at);
+        match self.overload.observe(now, waited, self.events.common.len()) {
             Some(Transition::Started { waited, backlog }) => tracing::warn!(
                 edge = %self.config.edge_id,
                 waited_ms = waited.as_millis(),

@@ -97,6 +97,17 @@ struct Args {
     /// How long a ban lasts, in seconds.
     #[arg(long)]
     ban_seconds: Option<u64>,
+    /// Shedding (ADR 0021): a datagram that waited longer than this many milliseconds before
+    /// the engine took it, with a backlog behind it, means the edge is behind; new
+    /// registrations then get 503. 0: never shed. Keep it under the failover probe timeout.
+    #[arg(long, env = "CALANQUE_OVERLOAD_TARGET_MS")]
+    overload_target_ms: Option<u64>,
+    /// Shedding: the backlog (queued datagrams) that must be behind a late one.
+    #[arg(long, env = "CALANQUE_OVERLOAD_MIN_BACKLOG")]
+    overload_min_backlog: Option<usize>,
+    /// Shedding: the Retry-After of a refused REGISTER, spread over [N, 2N] seconds.
+    #[arg(long, env = "CALANQUE_OVERLOAD_RETRY_AFTER", value_parser = clap::value_parser!(u32).range(1..))]
+    overload_retry_after: Option<u32>,
     /// Longest graceful drain after SIGTERM, in seconds.
     #[arg(long, default_value_t = 25)]
     drain_timeout: u64,
@@ -204,6 +215,15 @@ fn config_from(args: &Args) -> anyhow::Result<EdgeConfig> {
     if let Some(secs) = args.ban_seconds {
         config.protection.ban_duration = Duration::from_secs(secs);
     }
+    if let Some(ms) = args.overload_target_ms {
+        config.overload.target_delay = Duration::from_millis(ms);
+    }
+    if let Some(backlog) = args.overload_min_backlog {
+        config.overload.min_backlog = backlog;
+    }
+    if let Some(secs) = args.overload_retry_after {
+        config.overload.retry_after_secs = secs;
+    }
     config.drain_timeout = Duration::from_secs(args.drain_timeout);
     Ok(config)
 }
@@ -222,4 +242,41 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn config(flags: &[&str]) -> anyhow::Result<EdgeConfig> {
+        let args = Args::try_parse_from(
+            ["calanque-sip-edge", "--listen=udp:127.0.0.1:0"]
+                .into_iter()
+                .chain(flags.iter().copied()),
+        )?;
+        config_from(&args)
+    }
+
+    #[test]
+    fn overload_flags_set_the_shedding_thresholds_and_default_to_adr_0021s() {
+        let defaults = config(&[]).unwrap().overload;
+        assert_eq!(defaults, sip_edge::overload::OverloadConfig::default());
+        let tuned = config(&[
+            "--overload-target-ms=0",
+            "--overload-min-backlog=500",
+            "--overload-retry-after=30",
+        ])
+        .unwrap()
+        .overload;
+        assert_eq!(tuned.target_delay, Duration::ZERO, "0: never shed");
+        assert_eq!(tuned.min_backlog, 500);
+        assert_eq!(tuned.retry_after_secs, 30);
+        assert_eq!(tuned.hold, defaults.hold);
+        assert!(
+            config(&["--overload-retry-after=0"]).is_err(),
+            "a Retry-After of 0 asks the phones to come straight back"
+        );
+    }
 }

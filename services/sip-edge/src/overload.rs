@@ -7,12 +7,14 @@
 //! While shedding, the engine answers a REGISTER that starts an exchange (no credentials yet)
 //! 503 with a spread Retry-After instead of challenging it: no new registration work is taken
 //! in, and the exchanges already under way (their authenticated REGISTERs), calls and OPTIONS
-//! go on. Shedding stops as soon as the datagrams taken are fresh again or the backlog is
-//! short, so a single slow moment (a short CPU stall with little queued) never refuses anyone.
+//! go on. Shedding stops as soon as the backlog is short, or once the datagrams taken have
+//! stayed fresh for a hold time; a single slow moment (a short CPU stall with little queued)
+//! never refuses anyone, and a datagram that came in a gap of the burst (fresh, with thousands
+//! still queued behind it) does not stop shedding for a few milliseconds.
 //!
-//! Sans-IO: the engine passes each datagram's wait and the backlog behind it.
+//! Sans-IO: the engine passes the time, each datagram's wait and the backlog behind it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// When the edge sheds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,10 @@ pub struct OverloadConfig {
     /// The Retry-After of a shed REGISTER is spread over `[retry_after, 2 × retry_after]`
     /// seconds, so the phones refused together do not come back together.
     pub retry_after_secs: u32,
+    /// While shedding with a long backlog, how long the datagrams taken must stay fresh before
+    /// shedding stops (hysteresis: the storm of `make e2e-ha` stopped it for 27 ms with 4,657
+    /// still queued, on one datagram that had come in a gap of the burst).
+    pub hold: Duration,
 }
 
 impl Default for OverloadConfig {
@@ -35,6 +41,7 @@ impl Default for OverloadConfig {
             target_delay: Duration::from_millis(150),
             min_backlog: 64,
             retry_after_secs: 5,
+            hold: Duration::from_millis(200),
         }
     }
 }
@@ -44,6 +51,8 @@ impl Default for OverloadConfig {
 pub struct Overload {
     config: OverloadConfig,
     shedding: bool,
+    /// While shedding: since when every datagram taken has been fresh.
+    fresh_since: Option<Instant>,
     /// Requests shed since shedding last started (for the log line when it stops).
     shed_this_episode: u64,
 }
@@ -60,29 +69,45 @@ impl Overload {
         Overload {
             config,
             shedding: false,
+            fresh_since: None,
             shed_this_episode: 0,
         }
     }
 
-    /// A datagram taken after waiting `waited`, with `backlog` more still queued.
-    pub fn observe(&mut self, waited: Duration, backlog: usize) -> Option<Transition> {
-        let behind = !self.config.target_delay.is_zero()
-            && waited > self.config.target_delay
-            && backlog >= self.config.min_backlog;
-        match (self.shedding, behind) {
-            (false, true) => {
+    /// A datagram taken at `now` after waiting `waited`, with `backlog` more still queued.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        waited: Duration,
+        backlog: usize,
+    ) -> Option<Transition> {
+        let late = !self.config.target_delay.is_zero() && waited > self.config.target_delay;
+        let backed_up = backlog >= self.config.min_backlog;
+        if !self.shedding {
+            if late && backed_up {
                 self.shedding = true;
+                self.fresh_since = None;
                 self.shed_this_episode = 0;
-                Some(Transition::Started { waited, backlog })
+                return Some(Transition::Started { waited, backlog });
             }
-            (true, false) => {
-                self.shedding = false;
-                Some(Transition::Stopped {
-                    shed: self.shed_this_episode,
-                })
-            }
-            _ => None,
+            return None;
         }
+        let caught_up = if !backed_up || self.config.target_delay.is_zero() {
+            true
+        } else if late {
+            self.fresh_since = None;
+            false
+        } else {
+            let since = *self.fresh_since.get_or_insert(now);
+            now.saturating_duration_since(since) >= self.config.hold
+        };
+        if !caught_up {
+            return None;
+        }
+        self.shedding = false;
+        Some(Transition::Stopped {
+            shed: self.shed_this_episode,
+        })
     }
 
     pub fn shedding(&self) -> bool {
@@ -111,45 +136,66 @@ mod tests {
             target_delay: MS(150),
             min_backlog: 64,
             retry_after_secs: 5,
+            hold: MS(200),
         })
     }
 
     #[test]
     fn sheds_only_when_late_and_backed_up() {
-        let mut o = overload();
+        let (mut o, t) = (overload(), crate::clock::monotonic());
         // Fresh datagrams, however many queued: a burst being taken in time.
-        assert_eq!(o.observe(MS(10), 10_000), None);
+        assert_eq!(o.observe(t, MS(10), 10_000), None);
         // Late, little queued: a short stall, nothing to shed for.
-        assert_eq!(o.observe(MS(900), 3), None);
+        assert_eq!(o.observe(t, MS(900), 3), None);
         assert!(!o.shedding());
         // Late and backed up: behind.
         assert_eq!(
-            o.observe(MS(151), 64),
+            o.observe(t, MS(151), 64),
             Some(Transition::Started {
                 waited: MS(151),
                 backlog: 64
             })
         );
         assert!(o.shedding());
-        assert_eq!(o.observe(MS(400), 500), None, "already shedding");
+        assert_eq!(o.observe(t, MS(400), 500), None, "already shedding");
     }
 
     #[test]
-    fn stops_as_soon_as_fresh_or_short_and_reports_what_it_shed() {
-        let mut o = overload();
-        o.observe(MS(300), 1_000);
+    fn stops_at_once_when_the_backlog_is_short_and_reports_what_it_shed() {
+        let (mut o, t) = (overload(), crate::clock::monotonic());
+        o.observe(t, MS(300), 1_000);
         o.shed(0.0);
         o.shed(0.5);
         assert_eq!(
-            o.observe(MS(20), 1_000),
-            Some(Transition::Stopped { shed: 2 })
+            o.observe(t, MS(300), 10),
+            Some(Transition::Stopped { shed: 2 }),
+            "late, but little left to take"
         );
         assert!(!o.shedding());
-        o.observe(MS(300), 1_000);
+        o.observe(t, MS(300), 1_000);
         assert_eq!(
-            o.observe(MS(300), 10),
+            o.observe(t, MS(5), 63),
             Some(Transition::Stopped { shed: 0 }),
             "the count starts again with each episode"
+        );
+    }
+
+    #[test]
+    fn with_a_long_backlog_stops_only_after_staying_fresh_for_the_hold() {
+        let (mut o, t) = (overload(), crate::clock::monotonic());
+        o.observe(t, MS(300), 5_000);
+        // A datagram that came in a gap of the burst: fresh, thousands still behind it.
+        assert_eq!(o.observe(t + MS(10), MS(20), 4_657), None);
+        assert_eq!(o.observe(t + MS(40), MS(30), 4_600), None);
+        // Late again: the hold starts over.
+        assert_eq!(o.observe(t + MS(150), MS(400), 4_000), None);
+        assert_eq!(o.observe(t + MS(160), MS(20), 3_000), None);
+        assert_eq!(o.observe(t + MS(359), MS(20), 2_000), None);
+        assert!(o.shedding());
+        assert_eq!(
+            o.observe(t + MS(360), MS(20), 1_000),
+            Some(Transition::Stopped { shed: 0 }),
+            "fresh for 200 ms"
         );
     }
 
@@ -169,7 +215,14 @@ mod tests {
             target_delay: Duration::ZERO,
             ..OverloadConfig::default()
         });
-        assert_eq!(o.observe(Duration::from_secs(30), 1_000_000), None);
+        assert_eq!(
+            o.observe(
+                crate::clock::monotonic(),
+                Duration::from_secs(30),
+                1_000_000
+            ),
+            None
+        );
         assert!(!o.shedding());
     }
 }

@@ -167,6 +167,7 @@ async fn a_burst_of_new_registrations_is_partly_refused_while_exchanges_under_wa
         target_delay: Duration::from_millis(5),
         min_backlog: 32,
         retry_after_secs: 5,
+        ..OverloadConfig::default()
     };
     let edge = start_edge(config, store.clone(), in_process_bus()).await;
     let (udp, tcp) = (udp_addr(&edge), tcp_addr(&edge));
