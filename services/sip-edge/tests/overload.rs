@@ -37,21 +37,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 /// The bursts' connections: many readers, so that the backlog builds at the engine.
 const CONNECTIONS: usize = 100;
 
-fn register_text(local: SocketAddr, n: usize) -> String {
-    format!(
-        "REGISTER sip:{REALM} SIP/2.0\r\n\
-         Via: SIP/2.0/TCP {local};branch=z9hG4bK-burst-{n}-{:x}\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:burst{n}@{REALM}>;tag=b{n}\r\n\
-         To: <sip:burst{n}@{REALM}>\r\n\
-         Call-ID: burst-{n}-{local}\r\n\
-         CSeq: 1 REGISTER\r\n\
-         Contact: <sip:burst{n}@{local};transport=tcp>\r\n\
-         Content-Length: 0\r\n\r\n",
-        rand::random::<u32>()
-    )
-}
-
 /// The answers to a burst: status → count, and the Retry-After of each 503.
 #[derive(Debug, Default)]
 struct Tally {
@@ -84,7 +69,7 @@ async fn tcp_burst(tcp: SocketAddr, per_connection: usize) -> Vec<JoinHandle<Tal
         let local = stream.local_addr().unwrap();
         let (mut read, mut write) = stream.into_split();
         let burst: String = (0..per_connection)
-            .map(|n| register_text(local, c * per_connection + n))
+            .map(|n| new_tcp_register(local, "burst", c * per_connection + n))
             .collect();
         tokio::spawn(async move { write.write_all(burst.as_bytes()).await.unwrap() });
         readers.push(tokio::spawn(async move {

@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use sip_msg::{Frame, SipMessage, StreamFramer};
@@ -21,20 +20,6 @@ use tokio::time::{Instant, timeout};
 /// Far more than the edge's per-connection send queue (256), and their answers far more than
 /// the small receive buffer below holds.
 const REQUESTS: usize = 5_000;
-
-fn register_text(local: SocketAddr, n: usize) -> String {
-    format!(
-        "REGISTER sip:{REALM} SIP/2.0\r\n\
-         Via: SIP/2.0/TCP {local};branch=z9hG4bK-pipe-{n}\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:pipe{n}@{REALM}>;tag=p{n}\r\n\
-         To: <sip:pipe{n}@{REALM}>\r\n\
-         Call-ID: pipe-{n}-{local}\r\n\
-         CSeq: 1 REGISTER\r\n\
-         Contact: <sip:pipe{n}@{local};transport=tcp>\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_pipelines_and_reads_slowly_loses_no_answer() {
@@ -50,7 +35,9 @@ async fn a_peer_that_pipelines_and_reads_slowly_loses_no_answer() {
     let stream = socket.connect(tcp_addr(&edge)).await.unwrap();
     let local = stream.local_addr().unwrap();
     let (mut read, mut write) = stream.into_split();
-    let burst: String = (0..REQUESTS).map(|n| register_text(local, n)).collect();
+    let burst: String = (0..REQUESTS)
+        .map(|n| new_tcp_register(local, "pipe", n))
+        .collect();
     let writer = tokio::spawn(async move {
         write.write_all(burst.as_bytes()).await.unwrap();
         write

@@ -401,3 +401,20 @@ pub fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
 pub fn uri(s: &str) -> Uri {
     Uri::parse(s).unwrap()
 }
+
+/// A REGISTER without credentials (a new exchange) for `label{n}`, sent over TCP from `local`:
+/// the bursts of the overload and pipelining tests. Its branch is `z9hG4bK-{label}-{n}-…`.
+pub fn new_tcp_register(local: SocketAddr, label: &str, n: usize) -> String {
+    format!(
+        "REGISTER sip:{REALM} SIP/2.0\r\n\
+         Via: SIP/2.0/TCP {local};branch=z9hG4bK-{label}-{n}-{:x}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{label}{n}@{REALM}>;tag={label}{n}\r\n\
+         To: <sip:{label}{n}@{REALM}>\r\n\
+         Call-ID: {label}-{n}-{local}\r\n\
+         CSeq: 1 REGISTER\r\n\
+         Contact: <sip:{label}{n}@{local};transport=tcp>\r\n\
+         Content-Length: 0\r\n\r\n",
+        rand::random::<u32>()
+    )
+}
