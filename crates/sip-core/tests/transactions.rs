@@ -8,7 +8,8 @@ use std::time::Duration;
 use common::{Fixture, UAC, UAS, addr, invite, parse_request, parse_response, request, respond};
 use sip_core::Transmit;
 use sip_core::transaction::{
-    Event, Input, Role, TransactionConfig, TransactionError, TransactionKey, TransactionState,
+    Event, Input, OwnResponse, Role, TransactionConfig, TransactionError, TransactionKey,
+    TransactionState,
 };
 use sip_msg::{HeaderName, Method, Transport};
 
@@ -919,9 +920,58 @@ fn a_full_table_answers_503_statelessly() {
     assert_eq!(requests, 2);
     assert_eq!(statuses(&f.transmits), vec![503]);
     assert_eq!(f.layer.stats().overload_rejected, 1);
+    assert_eq!(
+        f.layer.take_own_responses(),
+        vec![OwnResponse {
+            method: Some(Method::Invite),
+            status: 503
+        }],
+        "the TU never saw the request: the layer reports its answer"
+    );
     let now = f.now;
     let r = f
         .layer
         .send_request(now, invite("z9hG4bKf9", "f9"), addr(UAS), Transport::Udp);
     assert_eq!(r, Err(TransactionError::TableFull));
+}
+
+/// Each answer the layer sends without the TU is reported once for the TU's counts; its
+/// retransmissions and the answers the TU hears of through an event are not.
+#[test]
+fn what_the_layer_answers_on_its_own_is_reported_once() {
+    let own = |status, method| OwnResponse {
+        method: Some(method),
+        status,
+    };
+    let mut f = Fixture::new(TransactionConfig::default());
+    let req = invite("z9hG4bKo1", "o1");
+    f.receive(req.to_bytes(), UAC, Transport::Udp);
+    assert!(f.layer.take_own_responses().is_empty(), "100 not due yet");
+    f.advance(Duration::from_millis(250));
+    assert_eq!(statuses(&f.take_transmits()), vec![100]);
+    assert_eq!(f.layer.take_own_responses(), vec![own(100, Method::Invite)]);
+    // A retransmitted INVITE gets the 100 again: not a new answer.
+    f.receive(req.to_bytes(), UAC, Transport::Udp);
+    assert_eq!(statuses(&f.take_transmits()), vec![100]);
+    assert!(f.layer.take_own_responses().is_empty());
+    // A CANCEL of the ringing INVITE: its 200 comes with Event::Cancel, the TU counts it.
+    f.receive(cancel_of(&req).to_bytes(), UAC, Transport::Udp);
+    assert_eq!(statuses(&f.take_transmits()), vec![200]);
+    assert!(f.layer.take_own_responses().is_empty());
+    // A CANCEL matching nothing: 481, which only the layer knows of.
+    f.receive(
+        cancel_of(&invite("z9hG4bKo2", "o2")).to_bytes(),
+        UAC,
+        Transport::Udp,
+    );
+    assert_eq!(statuses(&f.take_transmits()), vec![481]);
+    assert_eq!(f.layer.take_own_responses(), vec![own(481, Method::Cancel)]);
+    // An unparseable request answered by its verdict.
+    let bad = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKo3\r\n\
+               From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: o3\r\n\
+               CSeq: 1 INVITE\r\nMax-Forwards: many\r\nContent-Length: 0\r\n\r\n";
+    f.receive(bad.as_bytes().to_vec(), "192.0.2.10:5062", Transport::Udp);
+    assert_eq!(statuses(&f.take_transmits()), vec![400]);
+    assert_eq!(f.layer.take_own_responses(), vec![own(400, Method::Invite)]);
+    assert_eq!(f.layer.stats().own_responses_unreported, 0);
 }

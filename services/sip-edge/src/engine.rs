@@ -264,13 +264,19 @@ impl Engine {
 
     /// Sends everything the layer queued and handles its events; returns when to wake up.
     fn flush(&mut self) -> Instant {
-        loop {
+        let wake = loop {
             match self.layer.poll_output() {
                 Output::Transmit(t) => self.transports.send(t),
                 Output::Event(e) => self.on_layer_event(e),
-                Output::Timeout(t) => return t,
+                Output::Timeout(t) => break t,
             }
+        };
+        // What the layer answered by itself (100 Trying, 481 to a stray CANCEL, 503 with a
+        // full table, 400 to garbage) is sent above: counted with what the TU sends.
+        for own in self.layer.take_own_responses() {
+            self.metrics.response(own.method.as_ref(), own.status);
         }
+        wake
     }
 
     fn on_command(&mut self, command: Command) {

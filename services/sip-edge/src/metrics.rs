@@ -10,9 +10,10 @@
 //!   and the CANCELs it reports (those that found an INVITE still ringing).
 //! - `calanque_sip_responses_total`: each response the edge's transaction user sends
 //!   (`Engine::respond`: the registrar's, challenges, OPTIONS, call-control's, and the 503 and
-//!   487 the edge makes), plus the 200 the layer gives a CANCEL it reports. Retransmissions are
-//!   not counted, nor what the layer answers without telling the TU (its delayed 100 Trying,
-//!   a CANCEL matching nothing, 503 when its table is full, 400 to an unparseable request).
+//!   487 the edge makes), plus the 200 the layer gives a CANCEL it reports, plus what the
+//!   layer answers without the TU (`TransactionLayer::take_own_responses`, after each flush:
+//!   its 100 Trying, a CANCEL matching nothing or a ringing INVITE no more, 503 when its table
+//!   is full, 400/505/513 to an unparseable request). Retransmissions are not counted.
 //! - `calanque_sip_transactions`: the layer's live transactions, `client` being those run for
 //!   call-control; set on every engine wake-up (at least once a second).
 //! - `calanque_registration_bindings`: the location cache's bindings, set with the above.

@@ -87,6 +87,25 @@ async fn requests_responses_registrations_and_bindings_are_counted() {
     prober.send(&options).await;
     let ok = prober.final_response(Duration::from_secs(5)).await.unwrap();
     assert_eq!(ok.status.as_u16(), 200);
+    // Answers the transaction layer gives by itself: 481 to a CANCEL matching nothing, 400 to
+    // an INVITE that does not parse.
+    let local = prober.local;
+    let stray_cancel = format!(
+        "CANCEL sip:{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-stray\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:a@{REALM}>;tag=s1\r\nTo: <sip:b@{REALM}>\r\n\
+         Call-ID: stray@test\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    );
+    prober.send(&stray_cancel).await;
+    let stray = prober.final_response(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(stray.status.as_u16(), 481);
+    let broken_invite = format!(
+        "INVITE sip:b@{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-broken\r\n\
+         Max-Forwards: many\r\nFrom: <sip:a@{REALM}>;tag=s2\r\nTo: <sip:b@{REALM}>\r\n\
+         Call-ID: broken@test\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    prober.send(&broken_invite).await;
+    let refused = prober.final_response(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(refused.status.as_u16(), 400);
 
     let requests = until(
         &metrics,
@@ -112,6 +131,14 @@ async fn requests_responses_registrations_and_bindings_are_counted() {
         ),
         (
             r#"calanque_sip_responses_total{method="OPTIONS",class="2xx"}"#,
+            1.0,
+        ),
+        (
+            r#"calanque_sip_responses_total{method="CANCEL",class="4xx"}"#,
+            1.0,
+        ),
+        (
+            r#"calanque_sip_responses_total{method="INVITE",class="4xx"}"#,
             1.0,
         ),
         (

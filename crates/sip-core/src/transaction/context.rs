@@ -11,6 +11,7 @@ use sip_msg::Transport;
 use super::TransactionConfig;
 use super::io::{Event, Output};
 use super::key::TransactionKey;
+use super::own_responses::OwnResponses;
 use super::timer_queue::{Deadlines, TimerQueue, TimerSlot};
 use crate::Transmit;
 
@@ -29,6 +30,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) transport: &'a Transport,
     pub(crate) destination: SocketAddr,
     pub(crate) out: &'a mut VecDeque<Output>,
+    /// Responses sent without the TU (the 100 Trying), for it to count.
+    pub(crate) own: &'a mut OwnResponses,
     pub(crate) timers: &'a mut TimerQueue,
     pub(crate) deadlines: &'a mut Deadlines,
 }

@@ -25,6 +25,7 @@ mod error;
 mod io;
 mod key;
 mod messages;
+mod own_responses;
 mod routing;
 mod server_invite;
 mod server_non_invite;
@@ -43,6 +44,7 @@ pub use error::TransactionError;
 pub use io::{Event, Input, Output, TransactionState};
 pub use key::{Role, TransactionKey};
 pub use messages::{build_cancel, push_via};
+pub use own_responses::OwnResponse;
 
 use client_invite::ClientInvite;
 use client_non_invite::ClientNonInvite;
@@ -96,6 +98,9 @@ pub struct TransactionStats {
     pub method_mismatch_dropped: u64,
     /// Requests refused with 503 because the table was full.
     pub overload_rejected: u64,
+    /// Responses the layer sent on its own while the TU left 4,096 of them untaken
+    /// ([`TransactionLayer::take_own_responses`]).
+    pub own_responses_unreported: u64,
 }
 
 /// The four machines of §17 (the names are the RFC's).
@@ -138,6 +143,7 @@ pub struct TransactionLayer {
     out: VecDeque<Output>,
     ids: IdGenerator,
     stats: TransactionStats,
+    own: own_responses::OwnResponses,
 }
 
 impl TransactionLayer {
@@ -155,6 +161,7 @@ impl TransactionLayer {
             timers: TimerQueue::default(),
             out: VecDeque::new(),
             stats: TransactionStats::default(),
+            own: own_responses::OwnResponses::default(),
         }
     }
 
@@ -167,8 +174,17 @@ impl TransactionLayer {
         self.live
     }
 
-    pub fn stats(&self) -> &TransactionStats {
-        &self.stats
+    pub fn stats(&self) -> TransactionStats {
+        TransactionStats {
+            own_responses_unreported: self.own.unreported,
+            ..self.stats.clone()
+        }
+    }
+
+    /// The responses the layer sent on its own since the last call (see [`OwnResponse`]),
+    /// for a TU that counts every response it sends.
+    pub fn take_own_responses(&mut self) -> Vec<OwnResponse> {
+        self.own.take()
     }
 
     /// The state of a live transaction, `None` once it terminated.
@@ -403,6 +419,7 @@ impl TransactionLayer {
             transport: &tx.transport,
             destination: tx.destination,
             out: &mut self.out,
+            own: &mut self.own,
             timers: &mut self.timers,
             deadlines: &mut tx.deadlines,
         };
@@ -438,6 +455,7 @@ impl TransactionLayer {
                 transport: &transport,
                 destination,
                 out: &mut self.out,
+                own: &mut self.own,
                 timers: &mut self.timers,
                 deadlines: &mut deadlines,
             };
@@ -734,6 +752,11 @@ impl TransactionLayer {
         if let Some(step) = step {
             self.apply(cancel_key, step);
         }
+        if pending_invite.is_none() {
+            // Nothing reports this answer to the TU (a matched CANCEL's 200 comes with
+            // `Event::Cancel`).
+            self.own.record(Some(Method::Cancel), status.as_u16());
+        }
         if let Some(invite_key) = pending_invite {
             self.out.push_back(Output::Event(Event::Cancel {
                 cancel_key,
@@ -824,6 +847,10 @@ impl TransactionLayer {
         via: &Via,
     ) {
         self.stats.overload_rejected += 1;
+        self.own.record(
+            Some(request.method.clone()),
+            StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+        );
         let tag = self.ids.tag();
         let mut response =
             sip_msg::build_response(request, StatusCode::SERVICE_UNAVAILABLE, Some(&tag));
@@ -849,6 +876,13 @@ impl TransactionLayer {
     ) {
         let wire = response.to_bytes();
         self.stats.unparseable_answered += 1;
+        let method = response
+            .headers
+            .cseq()
+            .ok()
+            .flatten()
+            .map(|cseq| cseq.method);
+        self.own.record(method, response.status.as_u16());
         let destination = match response.headers.top_via() {
             Ok(Some(via)) => routing::response_destination(
                 &routing::with_received(via, source).0,

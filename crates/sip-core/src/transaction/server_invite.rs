@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use sip_msg::{Request, Response};
+use sip_msg::{Method, Request, Response, StatusCode};
 
 use super::context::{Ctx, Step};
 use super::error::TransactionError;
@@ -84,6 +84,8 @@ impl ServerInvite {
     fn send_trying(&mut self, ctx: &mut Ctx<'_>) {
         let wire = Bytes::from(build_trying(&self.skeleton).to_bytes());
         ctx.send(wire.clone());
+        ctx.own
+            .record(Some(Method::Invite), StatusCode::TRYING.as_u16());
         self.last_response = Some(wire);
     }
 
