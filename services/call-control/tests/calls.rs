@@ -197,6 +197,14 @@ async fn a_call_between_two_phones_rings_connects_and_hangs_up() {
         ("S-1", "S-1")
     );
     assert_eq!(record.instance, "cc-1");
+    assert_eq!(
+        (record.callee.as_str(), record.answered_by.as_str()),
+        (
+            format!("sip:1002@{REALM}").as_str(),
+            format!("sip:user2@{REALM}").as_str()
+        ),
+        "dialled extension 1002, answered by its device's AOR"
+    );
     assert!(
         0 < record.started_unix_ms
             && record.started_unix_ms <= record.answered_unix_ms

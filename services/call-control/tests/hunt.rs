@@ -13,7 +13,7 @@ use call_control::b2bua::hunt::{self, HuntState, MemberContacts, TrackedCall};
 use call_control::b2bua::{Action, B2bua, Input, LegTarget, Stage};
 use directory::model::HuntStrategy;
 use sip_msg::{HeaderName, Method, Request, Response, SipMessage, StatusCode, build_response};
-use support::{core, ended, flow, responses};
+use support::{core, ended, ended_record, flow, responses};
 
 const SDP: &str = "v=0\r\no=a 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
 
@@ -248,6 +248,10 @@ fn linear_rings_the_second_member_when_the_first_members_ring_time_passes() {
     );
     let out = caller_bye(&mut b2bua, t0 + 60 * S, ok);
     assert_eq!(ended(&out), Some(("answered", 200)));
+    // The record names the group as dialled and the member who answered.
+    let record = ended_record(&out).expect("a record");
+    assert_eq!(record.callee, "sip:2000@city.test");
+    assert_eq!(record.answered_by.as_deref(), Some("sip:user202@city.test"));
     assert_eq!(b2bua.live_calls(), 0);
 }
 
@@ -403,6 +407,9 @@ fn the_last_members_ring_time_ends_the_hunt_with_480() {
         StatusCode::TEMPORARILY_UNAVAILABLE
     );
     assert_eq!(ended(&out), Some(("no-answer", 480)));
+    let record = ended_record(&out).expect("a record");
+    assert_eq!(record.callee, "sip:2000@city.test");
+    assert_eq!(record.answered_by, None, "nobody answered");
     assert_eq!(b2bua.live_calls(), 0);
 }
 

@@ -146,6 +146,8 @@ impl Call {
             .flatten()
             .map(|f| f.uri.to_string())
             .unwrap_or_default();
+        // As dialled: the group's or the forwarded extension's number, not whoever rang.
+        let callee = a_request.uri.to_string();
         Call {
             id,
             a_edge,
@@ -167,7 +169,7 @@ impl Call {
             started: now,
             answered_at: None,
             caller,
-            callee: String::new(),
+            callee,
             timer_offer: TimerOffer::default(),
             session: None,
             session_stamp: String::new(),
@@ -235,7 +237,6 @@ impl Call {
         call.winner = Some(0);
         call.acked_b = true;
         call.answered_at = Some(now);
-        call.callee = snapshot.callee_aor.clone();
         call.session = SessionTimer::start(now, snapshot.session_interval);
         call.session_stamp = snapshot.session_stamp.clone();
         Some(call)
@@ -328,6 +329,10 @@ impl Call {
             call_id: self.a_call_id.clone(),
             caller: self.caller.clone(),
             callee: self.callee.clone(),
+            answered_by: self
+                .winner
+                .and_then(|winner| self.legs.get(winner))
+                .map(|leg| leg.target.aor.clone()),
             started: since(self.started),
             answered: self.answered_at.map(since),
             ended: since(now),

@@ -178,8 +178,12 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {
     pub call_id: String,
+    /// The caller (the From URI) and the callee as dialled (the INVITE's Request-URI).
     pub caller: String,
     pub callee: String,
+    /// The AOR of the extension that answered: the callee, a hunt group's member, a forward's
+    /// target. None when nobody answered.
+    pub answered_by: Option<String>,
     /// When the INVITE arrived, answered (if it was), ended, relative to the core's start.
     pub started: Duration,
     pub answered: Option<Duration>,
@@ -517,11 +521,6 @@ impl B2bua {
             }
         };
         call.ring_deadline = Some(now + self.config.ring_timeout);
-        call.callee = stages
-            .front()
-            .and_then(|s| s.targets.first())
-            .map(|t| t.aor.clone())
-            .unwrap_or_default();
         call.pending_stages = stages;
         self.by_call_id.insert(call.a_call_id.clone(), id);
         self.calls.insert(id, call);

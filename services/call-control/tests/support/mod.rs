@@ -7,7 +7,7 @@ pub(crate) mod answered;
 
 use std::time::{Duration, Instant};
 
-use call_control::b2bua::{Action, B2bua, B2buaConfig};
+use call_control::b2bua::{Action, B2bua, B2buaConfig, CallRecord};
 use proto::v1::{Flow, SipTransport};
 use sip_msg::{Request, Response, SipMessage};
 
@@ -49,6 +49,13 @@ pub(crate) fn responses(actions: &[Action]) -> Vec<Response> {
             _ => None,
         })
         .collect()
+}
+
+pub(crate) fn ended_record(actions: &[Action]) -> Option<&CallRecord> {
+    actions.iter().find_map(|a| match a {
+        Action::Ended(r) => Some(r),
+        _ => None,
+    })
 }
 
 pub(crate) fn ended(actions: &[Action]) -> Option<(&'static str, u16)> {
