@@ -58,7 +58,16 @@ impl Readiness {
 
     fn publish(&self) {
         if let Some(metrics) = &self.metrics {
-            metrics.ready_gauge().set(i64::from(self.is_ready()));
+            // Under the lock: two changes published at once cannot leave the older one last.
+            let conditions = self.lock();
+            for (condition, holds) in conditions.iter() {
+                metrics
+                    .ready_condition_gauge(condition)
+                    .set(i64::from(*holds));
+            }
+            metrics
+                .ready_gauge()
+                .set(i64::from(conditions.values().all(|holds| *holds)));
         }
     }
 }

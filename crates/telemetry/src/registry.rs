@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,6 +17,13 @@ pub struct Metrics {
     /// without samples are left out of the exposition, so the catalogue test reads this.
     registered: Arc<Mutex<Vec<(String, String)>>>,
     ready: Gauge,
+    ready_conditions: Family<Condition, Gauge>,
+}
+
+/// One readiness condition (`bus`, `store`, `started`…): a short, fixed set per service.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Condition {
+    condition: &'static str,
 }
 
 impl Metrics {
@@ -26,6 +34,7 @@ impl Metrics {
             registry: Arc::new(Mutex::new(Registry::default())),
             registered: Arc::new(Mutex::new(Vec::new())),
             ready: Gauge::default(),
+            ready_conditions: Family::default(),
         };
         let build_info = Family::<Vec<(String, String)>, Gauge>::default();
         build_info
@@ -43,6 +52,11 @@ impl Metrics {
             "calanque_ready",
             "Whether the service is ready (what /readyz answers)",
             metrics.ready.clone(),
+        );
+        metrics.register(
+            "calanque_ready_condition",
+            "Whether each readiness condition holds (the one at 0 is why calanque_ready is 0)",
+            metrics.ready_conditions.clone(),
         );
         metrics
     }
@@ -76,6 +90,12 @@ impl Metrics {
 
     pub(crate) fn ready_gauge(&self) -> &Gauge {
         &self.ready
+    }
+
+    pub(crate) fn ready_condition_gauge(&self, condition: &'static str) -> Gauge {
+        self.ready_conditions
+            .get_or_create(&Condition { condition })
+            .clone()
     }
 
     /// The text exposition of every metric (OpenMetrics text, which Prometheus scrapes).

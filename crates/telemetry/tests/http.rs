@@ -29,7 +29,13 @@ async fn readiness_follows_its_conditions_and_metrics_are_served() {
     let (status, body) = get(&app, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, "not ready: bus, store\n");
-    assert!(get(&app, "/metrics").await.1.contains("calanque_ready 0"));
+    let text = get(&app, "/metrics").await.1;
+    assert!(text.contains("calanque_ready 0"), "{text}");
+    // Each condition on its own, so that a dashboard says why.
+    for condition in ["bus", "store"] {
+        let series = format!(r#"calanque_ready_condition{{condition="{condition}"}} 0"#);
+        assert!(text.contains(&series), "{series} in {text}");
+    }
 
     readiness.set("bus", true);
     readiness.set("store", true);
@@ -39,8 +45,19 @@ async fn readiness_follows_its_conditions_and_metrics_are_served() {
     assert!(body.contains("calanque_ready 1"), "{body}");
     assert!(body.contains(r#"service="edge""#), "{body}");
 
+    assert!(
+        body.contains(r#"calanque_ready_condition{condition="store"} 1"#),
+        "{body}"
+    );
+
     // A dependency lost: not ready again.
     readiness.set("store", false);
+    let text = get(&app, "/metrics").await.1;
+    assert!(
+        text.contains(r#"calanque_ready_condition{condition="store"} 0"#)
+            && text.contains(r#"calanque_ready_condition{condition="bus"} 1"#),
+        "{text}"
+    );
     assert_eq!(
         get(&app, "/readyz").await,
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: store\n".into())
