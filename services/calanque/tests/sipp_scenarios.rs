@@ -803,8 +803,14 @@ async fn an_emergency_call_reaches_the_carrier_although_external_calls_are_barre
     assert_eq!(dialled.len(), 1, "{}", carrier.logs);
     assert!(dialled[0].starts_with("112 "), "{dialled:?}");
     let record = pbx.assert_cdr(&call_id(&caller), "answered", 200, "").await;
+    // The number as dialled, and the carrier's trunk that answered it.
     assert_eq!(
         record["callee"].as_str(),
+        Some("sip:112@calanque"),
+        "{record}"
+    );
+    assert_eq!(
+        record["answered_by"].as_str(),
         Some(format!("sip:112@127.0.0.1:{carrier_port}").as_str()),
         "{record}"
     );
