@@ -264,7 +264,9 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
         payload: Bytes,
     ) -> Result<(), BusError>;
 
-    /// Waits until everything published so far has reached the server (NATS) or the
-    /// subscribers' queues (in-process).
+    /// Waits until everything sent so far (publications, subscriptions) has been processed by
+    /// the server (NATS: a round trip through it) or reached the subscribers' queues
+    /// (in-process). After it, a subscription made before is in effect for what any other
+    /// client publishes.
     async fn flush(&self) -> Result<(), BusError>;
 }

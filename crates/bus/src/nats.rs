@@ -76,6 +76,9 @@ impl NatsOptions {
     }
 }
 
+/// How long a flush waits for its round trip through the server.
+const FLUSH_ROUND_TRIP: Duration = Duration::from_secs(5);
+
 /// The bus over a NATS connection. Cloning shares the connection.
 #[derive(Debug, Clone)]
 pub struct NatsBus {
@@ -365,10 +368,32 @@ impl Bus for NatsBus {
     }
 
     async fn flush(&self) -> Result<(), BusError> {
-        self.client
-            .flush()
+        // async-nats's flush only writes the client's buffer to the socket; the server may not
+        // have read it yet. A message to our own inbox, on the same connection, comes back
+        // only once the server has processed everything sent before it: a subscription made
+        // just before is then in effect, and a message another connection publishes right
+        // after reaches it (without this, a loaded machine lost an edge's first remote ban).
+        let disconnected = |e: &dyn std::fmt::Display| BusError::Disconnected(e.to_string());
+        let inbox = self.client.new_inbox();
+        let mut echo = self
+            .client
+            .subscribe(inbox.clone())
             .await
-            .map_err(|e| BusError::Disconnected(e.to_string()))
+            .map_err(|e| disconnected(&e))?;
+        self.client
+            .publish(inbox, Bytes::new())
+            .await
+            .map_err(|e| disconnected(&e))?;
+        self.client.flush().await.map_err(|e| disconnected(&e))?;
+        match tokio::time::timeout(FLUSH_ROUND_TRIP, echo.next()).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(BusError::Disconnected(
+                "the connection closed during a flush".to_owned(),
+            )),
+            Err(_) => Err(BusError::Disconnected(format!(
+                "no round trip to the server within {FLUSH_ROUND_TRIP:?}"
+            ))),
+        }
     }
 }
 

@@ -187,8 +187,8 @@ impl BanSync {
                     subject: subjects::EDGE_BANS,
                     source,
                 })?;
-        // A round trip to the server makes the subscription effective before we return, so
-        // a ban published right after start reaches us.
+        // A round trip through the server (`Bus::flush`) makes the subscription effective
+        // before we return, so a ban published right after start reaches us.
         bus.flush()
             .await
             .map_err(|source| BanSyncError::Subscribe {
