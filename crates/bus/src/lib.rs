@@ -20,6 +20,7 @@ use bytes::Bytes;
 pub mod cli;
 pub mod in_process;
 pub mod nats;
+mod nats_prefer;
 pub mod subject;
 pub mod trace;
 

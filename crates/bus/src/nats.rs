@@ -51,6 +51,9 @@ pub struct NatsOptions {
     pub max_reconnect_delay: Duration,
     /// What to trust and present over TLS (ADR 0019).
     pub tls: NatsTls,
+    /// How often to look whether the first server is back while on another one, to go back to
+    /// it (ADR 0022; `nats_prefer`). Zero: stay where the client is.
+    pub return_to_first: Duration,
 }
 
 impl NatsOptions {
@@ -66,6 +69,7 @@ impl NatsOptions {
             ping_interval: Duration::from_secs(1),
             max_reconnect_delay: Duration::from_secs(2),
             tls: NatsTls::default(),
+            return_to_first: Duration::from_secs(5),
         }
     }
 
@@ -85,6 +89,18 @@ pub struct NatsBus {
     client: async_nats::Client,
     subscription_capacity: usize,
     dropped: Arc<AtomicU64>,
+    /// The task bringing the client back to its first server, stopped with the last clone.
+    _return_to_first: Option<Arc<AbortOnDrop>>,
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl NatsBus {
@@ -108,6 +124,8 @@ impl NatsBus {
         }
         let name = options.name.clone();
         let max_delay = options.max_reconnect_delay;
+        let first = servers[0].clone();
+        let several = servers.len() > 1;
         let mut connect_options = ConnectOptions::new();
         if tls::wants_tls(&options.servers, &options.tls)? {
             connect_options = tls::apply(connect_options, &options.tls)?;
@@ -129,10 +147,19 @@ impl NatsBus {
             .connect(servers)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
+        let return_to_first = (several && !options.return_to_first.is_zero()).then(|| {
+            Arc::new(AbortOnDrop(crate::nats_prefer::spawn(
+                client.clone(),
+                first,
+                options.return_to_first,
+                options.name.clone(),
+            )))
+        });
         Ok(NatsBus {
             client,
             subscription_capacity: options.subscription_capacity.max(1),
             dropped: Arc::new(AtomicU64::new(0)),
+            _return_to_first: return_to_first,
         })
     }
 
