@@ -10,7 +10,8 @@
 //! async-nats restores the subscriptions.
 //!
 //! Which server the client is on is its `server_id`, the one the INFO of the server it
-//! connected to gave. The first server's is read from the INFO it sends, in clear, to any TCP
+//! connected to gave; once the task has seen it is the first server's, it looks again only
+//! after the client reconnected. The first server's is read from the INFO it sends, in clear, to any TCP
 //! connection before anything else (TLS or not), so the probe needs no credentials.
 
 use std::time::Duration;
@@ -33,6 +34,9 @@ pub(crate) fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut answered_in_a_row = 0u32;
+        // The server the client was last seen on the first one: no probe while it stays there
+        // (the server id changes with every reconnection, to the first server or not).
+        let mut confirmed_on_first: Option<String> = None;
         loop {
             tokio::time::sleep(every).await;
             if client.connection_state() != async_nats::connection::State::Connected {
@@ -40,8 +44,14 @@ pub(crate) fn spawn(
                 continue;
             }
             let on = client.server_info().server_id;
+            if confirmed_on_first.as_deref() == Some(on.as_str()) {
+                continue;
+            }
             match server_id_at(&first, every).await {
-                Some(id) if id == on => answered_in_a_row = 0,
+                Some(id) if id == on => {
+                    answered_in_a_row = 0;
+                    confirmed_on_first = Some(on);
+                }
                 Some(_) => answered_in_a_row += 1,
                 None => answered_in_a_row = 0,
             }
